@@ -1,0 +1,115 @@
+"""The Scrapy spider: fetch each harvested URL once and turn every outcome into one pages row."""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timezone
+
+import scrapy
+from scrapy import signals
+from scrapy.exceptions import IgnoreRequest, StopDownload
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet import defer
+from twisted.internet import error as twisted_error
+from twisted.web._newclient import ResponseNeverReceived
+
+from crawler.middlewares import BlockedAddress
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+
+
+def is_html(content_type: str | None) -> bool:
+    """Pages worth extracting; a missing Content-Type is given the benefit of the doubt."""
+    return not content_type or content_type.split(";")[0].strip().lower() in HTML_TYPES
+
+
+def failure_status(exc: BaseException) -> str:
+    """The terminal status of a request that produced no usable response."""
+    if isinstance(exc, HttpError):
+        return "http_error"
+    if isinstance(exc, BlockedAddress):
+        return "blocked_address"
+    if isinstance(exc, IgnoreRequest):
+        message = str(exc)
+        if "robots.txt" in message:
+            return "robots_denied"
+        if "redirections" in message:
+            return "redirect_loop"
+        if "DOWNLOAD_MAXSIZE" in message:
+            return "too_large"
+        return "ignored"
+    if isinstance(exc, (scrapy.exceptions.DownloadTimeoutError, twisted_error.TimeoutError, defer.TimeoutError)):
+        return "timeout"
+    if isinstance(exc, (scrapy.exceptions.CannotResolveHostError, twisted_error.DNSLookupError, socket.gaierror)):
+        return "dns_error"
+    if isinstance(exc, (scrapy.exceptions.DownloadCancelledError, defer.CancelledError)):
+        return "too_large"
+    if isinstance(
+        exc,
+        (
+            scrapy.exceptions.DownloadConnectionRefusedError,
+            scrapy.exceptions.DownloadFailedError,
+            scrapy.exceptions.ResponseDataLossError,
+            twisted_error.ConnectError,
+            twisted_error.ConnectionLost,
+            ResponseNeverReceived,
+            ConnectionError,
+        ),
+    ):
+        return "connection_error"
+    return "error"
+
+
+class PageSpider(scrapy.Spider):
+    """Requests exactly the given URLs, follows nothing else, and yields one item per URL."""
+
+    name = "webtext"
+
+    def __init__(self, urls: list[str], **kwargs):
+        super().__init__(**kwargs)
+        self.urls = urls
+
+    @classmethod
+    def from_crawler(cls, crawler, *args, **kwargs):
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        crawler.signals.connect(spider.stop_non_html, signal=signals.headers_received)
+        return spider
+
+    async def start(self):
+        for url in self.urls:
+            yield scrapy.Request(
+                url, callback=self.fetched, errback=self.failed, dont_filter=True, meta={"source_url": url}
+            )
+
+    def stop_non_html(self, headers, body_length, request, spider):
+        """Don't download the body of images, PDFs and archives: the headers say enough."""
+        if not is_html(headers.get(b"Content-Type", b"").decode("latin-1")):
+            raise StopDownload(fail=False)
+
+    def fetched(self, response):
+        content_type = response.headers.get(b"Content-Type", b"").decode("latin-1") or None
+        html = is_html(content_type)
+        yield {
+            "url": response.meta["source_url"],
+            "status": "ok" if html else "not_html",
+            "http_status": response.status,
+            "final_url": response.url,
+            "content_type": content_type,
+            "html": response.body if html else None,
+            "error": None,
+            "fetched_at": datetime.now(timezone.utc),
+        }
+
+    def failed(self, failure):
+        exc = failure.value
+        response = getattr(exc, "response", None)
+        yield {
+            "url": failure.request.meta["source_url"],
+            "status": failure_status(exc),
+            "http_status": response.status if response is not None else None,
+            "final_url": response.url if response is not None else None,
+            "content_type": None,
+            "html": None,
+            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "fetched_at": datetime.now(timezone.utc),
+        }
