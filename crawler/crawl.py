@@ -56,7 +56,7 @@ def scrapy_settings(config: CrawlConfig, fetch_path: Path) -> dict:
             "crawler.middlewares.RobotsTxtMiddleware": 100,
         },
         "ITEM_PIPELINES": {"crawler.pipelines.ParquetPagesPipeline": 100},
-        "WEBTEXT_ALLOW_PRIVATE_ADDRESSES": config.allow_private_addresses,
+        "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
         "WEBTEXT_FETCH_PATH": str(fetch_path),
     }
 

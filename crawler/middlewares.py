@@ -8,7 +8,7 @@ import socket
 
 from scrapy import Request, Spider
 from scrapy.downloadermiddlewares import robotstxt
-from scrapy.exceptions import IgnoreRequest, NotConfigured
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
@@ -31,14 +31,19 @@ class AddressGuardMiddleware:
 
     Runs for every request, so every redirect hop is checked again, and checks the address a
     response actually came from (against DNS answers that change between lookup and connect).
-    Disabled by WEBTEXT_ALLOW_PRIVATE_ADDRESSES (tests and the offline demo).
+    WEBTEXT_ALLOWED_NETWORKS (CIDRs) lets tests and the offline demo reach 127.0.0.0/8.
     """
+
+    def __init__(self, allowed_networks: list[str]):
+        self.allowed = [ipaddress.ip_network(n) for n in allowed_networks]
 
     @classmethod
     def from_crawler(cls, crawler):
-        if crawler.settings.getbool("WEBTEXT_ALLOW_PRIVATE_ADDRESSES"):
-            raise NotConfigured
-        return cls()
+        return cls(crawler.settings.getlist("WEBTEXT_ALLOWED_NETWORKS"))
+
+    def permitted(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        return is_public(address) or any(ip in network for network in self.allowed)
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
         host = urlparse_cached(request).hostname or ""
@@ -48,12 +53,12 @@ class AddressGuardMiddleware:
         except ValueError:
             infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
             addresses = [info[4][0] for info in infos]
-        blocked = [a for a in addresses if not is_public(a)]
+        blocked = [a for a in addresses if not self.permitted(a)]
         if blocked:
             raise BlockedAddress(f"{host} resolves to non-public address {blocked[0]}")
 
     def process_response(self, request: Request, response: Response, spider: Spider | None = None):
-        if response.ip_address is not None and not is_public(str(response.ip_address)):
+        if response.ip_address is not None and not self.permitted(str(response.ip_address)):
             raise BlockedAddress(f"response from non-public address {response.ip_address}")
         return response
 

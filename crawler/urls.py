@@ -17,7 +17,8 @@ import tldextract
 from url_normalize import url_normalize
 from w3lib.url import url_query_cleaner
 
-_extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+# Private suffixes (github.io, blogspot.com) count: each user site there is its own site.
+_extract = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True)
 
 
 class InvalidURL(ValueError):

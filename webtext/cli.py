@@ -27,8 +27,7 @@ def cmd_crawl(args):
     from webtext import pipeline
 
     config = _build_config(args)
-    if args.allow_private_addresses:
-        config.crawl.allow_private_addresses = True
+    config.crawl.allowed_networks += args.allow_network or []
     pipeline.init_ray(config.ray)
     return [pipeline.crawl(args.urls, args.out, config.crawl)]
 
@@ -113,7 +112,8 @@ def parser() -> argparse.ArgumentParser:
 
     stage("harvest", cmd_harvest, "dumps", "Reddit dumps -> URLs Parquet", nargs="+")
     crawl = stage("crawl", cmd_crawl, "urls", "URLs Parquet -> pages Parquet folder (Scrapy)")
-    crawl.add_argument("--allow-private-addresses", action="store_true", help="permit loopback/private hosts (tests, demo)")
+    crawl.add_argument("--allow-network", action="append", metavar="CIDR",
+                       help="let the crawler reach this non-public network, e.g. 127.0.0.0/8 (tests, demo)")
     stage("extract", cmd_extract, "pages", "pages (url, html) -> documents (trafilatura + cleaning)")
     stage("dedup", cmd_dedup, "docs", "documents -> exact and near-duplicate free documents")
     decon = stage("decontaminate", cmd_decontaminate, "docs", "documents -> documents without eval-set overlap")

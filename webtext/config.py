@@ -68,7 +68,9 @@ class HarvestConfig(Section):
 class CrawlConfig(Section):
     """Scrapy settings that matter for politeness, safety and throughput."""
 
-    allow_private_addresses: bool = False  # loopback/private/link-local/metadata: tests and the demo only
+    # Non-public networks the crawler may connect to, as CIDRs (e.g. ["127.0.0.0/8"] for tests and the
+    # demo). Empty by default: loopback, private, link-local (cloud metadata) and reserved are refused.
+    allowed_networks: list[str] = []
     obey_robots_txt: bool = True
     user_agent: str = "webtext-crawler/0.1 (+https://github.com/webtext/webtext)"
     concurrent_requests: int = 64

@@ -1,0 +1,110 @@
+"""A 127.0.0.1 web server with one route for every way a fetch can end, for the crawler tests."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARTICLE = (
+    "<html><head><title>A page</title></head><body><nav>Home | News</nav><article><h1>A page</h1>"
+    + "".join(f"<p>Paragraph {i} of a perfectly ordinary article about the town library and its books.</p>" for i in range(20))
+    + "</article><footer>Copyright</footer></body></html>"
+).encode()
+GZIP_BOMB = gzip.compress(b"\0" * (50 * 2**20), compresslevel=9)
+
+
+class HostileHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def send_body(self, body: bytes, content_type: str = "text/html; charset=utf-8", status: int = 200, headers=()):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def redirect(self, location: str):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self):
+        self.server.hits[self.path] += 1
+        path = self.path
+        if path == "/robots.txt":
+            self.send_body(b"User-agent: *\nDisallow: /private/\n", "text/plain")
+        elif path in ("/ok", "/private/page"):
+            self.send_body(ARTICLE)
+        elif path == "/not-found":
+            self.send_error(404)
+        elif path == "/server-error":
+            self.send_error(500)
+        elif path == "/slow":
+            time.sleep(self.server.slow_seconds)
+            self.send_body(ARTICLE)
+        elif path == "/slow-body":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(ARTICLE)))
+            self.end_headers()
+            for i in range(0, len(ARTICLE), 100):
+                self.wfile.write(ARTICLE[i : i + 100])
+                self.wfile.flush()
+                time.sleep(self.server.slow_seconds / 4)
+        elif path == "/loop":
+            self.redirect("/loop")
+        elif path == "/redirect":
+            self.redirect("/ok")
+        elif path == "/redirect-to-metadata":
+            self.redirect("http://169.254.169.254/latest/meta-data/")
+        elif path == "/big":
+            self.send_body(b"<html><body>" + b"x" * (10 * 2**20) + b"</body></html>")
+        elif path == "/gzip-bomb":
+            self.send_body(GZIP_BOMB, headers=[("Content-Encoding", "gzip")])
+        elif path == "/pdf":
+            self.send_body(b"%PDF-1.4 " + b"0" * 100_000, "application/pdf")
+        elif path == "/reset":
+            # linger 0 makes close() send a TCP RST; the file objects hold the socket open until closed
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.rfile.close()
+            self.wfile.close()
+            self.connection.close()
+        else:
+            self.send_error(404)
+
+
+class HostileServer:
+    """Context manager: serves HostileHandler on 127.0.0.1 in a daemon thread; `url(path)`, `hits`."""
+
+    def __init__(self, slow_seconds: float = 3.0):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+        self.server.daemon_threads = True
+        self.server.hits = Counter()
+        self.server.slow_seconds = slow_seconds
+
+    @property
+    def hits(self) -> Counter:
+        return self.server.hits
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}{path}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()

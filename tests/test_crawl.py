@@ -1,0 +1,106 @@
+"""The crawler against a hostile 127.0.0.1 server: every URL ends with exactly one terminal status."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from crawler.middlewares import is_public
+from crawler.urls import registered_domain
+from tests.hostile_server import HostileServer
+from webtext import pipeline
+from webtext.config import CrawlConfig
+from webtext.schemas import URLS
+
+EXPECTED = {
+    "/ok": "ok",
+    "/redirect": "ok",
+    "/not-found": "http_error",
+    "/server-error": "http_error",
+    "/slow": "timeout",
+    "/slow-body": "timeout",
+    "/loop": "redirect_loop",
+    "/big": "too_large",
+    "/gzip-bomb": "too_large",
+    "/pdf": "not_html",
+    "/reset": "connection_error",
+    "/private/page": "robots_denied",
+}
+
+
+def write_urls(path, urls):
+    rows = [{"url": u, "domain": registered_domain(u.split("/")[2].split(":")[0].strip("[]")), "karma": 3} for u in urls]
+    pq.write_table(pa.Table.from_pylist(rows, schema=URLS), path)
+    return path
+
+
+def crawl_config(**overrides):
+    settings = dict(allowed_networks=["127.0.0.0/8"], timeout_s=1.0, retries=1, max_bytes=2 * 2**20, partitions=2)
+    settings.update(overrides)
+    return CrawlConfig(**settings)
+
+
+def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
+    with HostileServer(slow_seconds=3.0) as server:
+        urls = [server.url(p) for p in EXPECTED] + ["http://does-not-exist.invalid/page", "http://127.0.0.1:9/closed"]
+        stats = pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", crawl_config())
+        hits = dict(server.hits)
+    pages = pq.read_table(tmp_path / "pages")
+    assert pages.num_rows == len(urls) == stats.input == stats.output
+    assert sorted(pages.column("url").to_pylist()) == sorted(urls)
+    status = dict(zip(pages.column("url").to_pylist(), pages.column("status").to_pylist()))
+    for path, expected in EXPECTED.items():
+        assert status[server.url(path)] == expected, path
+    assert status["http://does-not-exist.invalid/page"] == "dns_error"
+    assert status["http://127.0.0.1:9/closed"] == "connection_error"
+    rows = {r["url"]: r for r in pages.to_pylist()}
+    ok = rows[server.url("/ok")]
+    assert ok["html"].startswith(b"<html>") and ok["http_status"] == 200
+    assert rows[server.url("/redirect")]["final_url"] == server.url("/ok")
+    assert rows[server.url("/not-found")]["http_status"] == 404
+    assert rows[server.url("/pdf")]["html"] is None
+    assert hits.get("/private/page", 0) == 0  # robots.txt was read before the page
+    assert hits["/server-error"] == 2  # one retry for a 5xx
+    assert stats.outcomes["ok"] == 2
+
+
+def test_private_addresses_are_refused_by_default(tmp_path, local_ray):
+    with HostileServer() as server:
+        urls = [server.url("/ok"), f"http://localhost:{server.server.server_port}/ok", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x", "http://10.0.0.1/x"]
+        pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", CrawlConfig(timeout_s=1.0, retries=0))
+        assert CrawlConfig().allowed_networks == []
+        hits = dict(server.hits)
+    pages = pq.read_table(tmp_path / "pages")
+    assert pages.column("status").to_pylist() == ["blocked_address"] * len(urls)
+    assert hits == {}  # not even robots.txt was requested
+
+
+def test_redirect_into_metadata_address_is_refused_at_the_hop(tmp_path, local_ray):
+    """Loopback allowed (the test server), link-local not: the redirect hop to 169.254.169.254 is checked."""
+    with HostileServer() as server:
+        urls = [server.url("/redirect-to-metadata")]
+        pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", crawl_config(retries=0))
+        hits = dict(server.hits)
+    page = pq.read_table(tmp_path / "pages").to_pylist()[0]
+    assert page["status"] == "blocked_address" and "169.254.169.254" in page["error"]
+    assert hits["/redirect-to-metadata"] == 1
+
+
+def test_finished_partitions_are_skipped_on_resume(tmp_path, local_ray):
+    with HostileServer() as server:
+        urls_path = write_urls(tmp_path / "urls.parquet", [server.url("/ok"), server.url("/pdf")])
+        pipeline.crawl(urls_path, tmp_path / "pages", crawl_config(partitions=1))
+        first = dict(server.hits)
+        stats = pipeline.crawl(urls_path, tmp_path / "pages", crawl_config(partitions=1))
+        assert dict(server.hits) == first  # nothing fetched again
+    assert stats.output == 2 and stats.outcomes == {"ok": 1, "not_html": 1}
+
+
+@pytest.mark.parametrize(
+    "address, public",
+    [("8.8.8.8", True), ("127.0.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("fe80::1", False),
+     ("224.0.0.1", False), ("100.64.0.1", False), ("::ffff:10.0.0.1", False), ("2606:4700::1111", True)],
+)
+def test_is_public(address, public):
+    assert is_public(address) is public

@@ -1,0 +1,119 @@
+"""Harvest on dumps written here in every compression and era shape, and on the real June-2005 dump."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import logging
+import lzma
+
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from crawler.harvest import DumpError, harvest_file, merge_candidates
+from webtext import pipeline
+from webtext.config import HarvestConfig
+
+
+def record(id, url, score, **extra):
+    base = {"id": id, "url": url, "score": score, "subreddit": "news", "title": f"title {id}", "created_utc": 1119845000}
+    base.update(extra)
+    return base
+
+
+RECORDS = [
+    record("a1", "http://example.com/story", 5),
+    record("a2", "http://EXAMPLE.com:80/story?utm_source=x#top", 1, created_utc="1119800000"),  # same URL, earlier
+    record("a3", "http://example.com/low", 2, created_utc=1119845000.5),
+    record("a4", "https://www.reddit.com/r/news/comments/a4/title/", 10, is_self=True),
+    record("a5", "http://news.example.org/x?id=1&amp;page=2", 4, over_18=False),
+    record("a6", "http://nsfw.example.net/x", 50, over_18=True),
+    record("a7", "https://i.imgur.com/abc.jpg", 50),
+    record("a8", "https://en.wikipedia.org/wiki/Reddit", 50),
+    record("a9", "http://example.com/file.pdf", 50),
+    record("a10", "https://reddit.com/r/pics", 50, is_self=False),
+    record("a11", "ftp://example.com/x", 50),
+    record("a12", None, 50),
+]
+EXPECTED_DROPS = {
+    "duplicate_url": 1, "low_karma": 1, "self_post": 1, "nsfw": 1, "media_domain": 1, "wikipedia": 1,
+    "file_extension": 1, "reddit_link": 1, "invalid_url": 1, "no_url": 1, "malformed": 2,
+}
+
+
+def dump_bytes() -> bytes:
+    lines = [json.dumps(r) for r in RECORDS] + ['{"id": "broken", "url": ', "[1, 2, 3]"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_dump(path, data: bytes):
+    if path.name.endswith(".zst"):
+        params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, enable_ldm=True)
+        path.write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(data))
+    elif path.name.endswith(".xz"):
+        path.write_bytes(lzma.compress(data))
+    elif path.name.endswith(".bz2"):
+        path.write_bytes(bz2.compress(data))
+    elif path.name.endswith(".gz"):
+        path.write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["RS_2005-06.zst", "RS_2005-06.xz", "RS_2005-06.bz2", "RS_2005-06.gz", "RS_2005-06.jsonl"])
+def test_every_submission_is_kept_or_counted_under_one_reason(tmp_path, name, caplog):
+    path = write_dump(tmp_path / name, dump_bytes())
+    with caplog.at_level(logging.WARNING):
+        candidates, stats = harvest_file(path, HarvestConfig())
+    urls = merge_candidates(candidates, HarvestConfig(), stats)
+    stats.check()
+    assert stats.input == len(RECORDS) + 2
+    assert dict(stats.dropped) == EXPECTED_DROPS
+    assert sorted(urls.column("url").to_pylist()) == ["http://example.com/story", "http://news.example.org/x?id=1&page=2"]
+    story = next(row for row in urls.to_pylist() if row["url"] == "http://example.com/story")
+    assert sorted(story["reddit_ids"]) == ["a1", "a2"] and sorted(story["scores"]) == [1, 5]
+    assert story["created_utc"] == 1119800000 and story["karma"] == 5 and story["domain"] == "example.com"
+    assert f"{path}:{len(RECORDS) + 1}: malformed submission" in caplog.text
+
+
+def test_url_sum_rule_and_date_window(tmp_path):
+    path = write_dump(tmp_path / "d.jsonl", dump_bytes())
+    config = HarvestConfig(karma_rule="url_sum", min_karma=6)
+    candidates, stats = harvest_file(path, config)
+    urls = merge_candidates(candidates, config, stats)
+    assert urls.column("url").to_pylist() == ["http://example.com/story"]  # 5 + 1 >= 6
+    windowed = HarvestConfig(start_utc=1119840000)
+    candidates, stats = harvest_file(path, windowed)
+    assert stats.dropped["out_of_window"] == 1  # a2 was posted before the window
+
+
+def test_unreadable_dump_names_the_file(tmp_path):
+    path = tmp_path / "RS_bad.zst"
+    path.write_bytes(b"this is not zstd")
+    with pytest.raises(DumpError, match="RS_bad.zst"):
+        harvest_file(path, HarvestConfig())
+
+
+def test_harvest_stage_on_ray_merges_urls_across_files(tmp_path, local_ray):
+    (tmp_path / "dumps").mkdir()
+    write_dump(tmp_path / "dumps" / "RS_a.zst", dump_bytes())
+    write_dump(tmp_path / "dumps" / "RS_b.xz", dump_bytes())
+    stats = pipeline.harvest([tmp_path / "dumps"], tmp_path / "urls.parquet", HarvestConfig())
+    urls = pq.read_table(tmp_path / "urls.parquet")
+    assert urls.num_rows == 2 == stats.output
+    assert stats.input == 2 * (len(RECORDS) + 2)
+    assert stats.dropped["duplicate_url"] == 2 + 2  # a2 in each file, and each URL's copy in the other file
+    assert (tmp_path / "urls.parquet.stats.json").exists()
+
+
+def test_real_pushshift_dump(shared_data):
+    for name in ["RS_2005-06.zst", "RS_v2_2005-06.xz"]:
+        candidates, stats = harvest_file(shared_data / "reddit" / name, HarvestConfig())
+        urls = merge_candidates(candidates, HarvestConfig(), stats)
+        stats.check()
+        assert stats.input == 103 and stats.dropped["malformed"] == 0
+        assert 50 < urls.num_rows < 103
+        assert all(u.startswith("http") for u in urls.column("url").to_pylist())
