@@ -70,9 +70,9 @@ def format_funnel(stages: list[StageStats]) -> str:
     """A plain-text table of the funnel, one block per stage, reasons sorted by count."""
     lines = []
     for s in stages:
-        lines.append(f"{s.stage:<14} {s.input:>8} {s.unit:<11} in  -> {s.output:>8} kept   ({s.seconds:.1f}s)")
+        lines.append(f"{s.stage:<14}{s.input:>9} {s.unit:<12} in -> {s.output:>8} out   ({s.seconds:.1f}s)")
         for reason, n in sorted(s.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"{'':<14}   dropped {n:>8}  {reason}")
+            lines.append(f"{'':<14}{n:>9} dropped: {reason}")
         for label, n in sorted(s.outcomes.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"{'':<14}   {label:<9}{n:>8}")
+            lines.append(f"{'':<14}{n:>9} {label}")
     return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""The whole pipeline: a reduced demo in-process, and `webtext build` submitted to a Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from webtext.demo.dump import write_dump
+from webtext.demo.run import demo_evalset, paragraphs, run_demo
+from webtext.demo.site import DemoSite
+from webtext.shards import read_manifest, sha256_file
+
+BIN = Path(sys.executable).parent
+
+PLANTED_REASONS = {
+    "harvest": {"media_domain", "low_karma", "self_post", "wikipedia", "nsfw", "reddit_link", "malformed"},
+    "extract": {"not_html", "http_error", "wrong_language", "too_short"},
+    "dedup": {"exact_duplicate", "near_duplicate"},
+    "decontaminate": {"contaminated"},
+}
+
+
+def test_reduced_demo_drops_every_planted_reason_and_trains(tmp_path, local_ray, capsys):
+    config = run_demo(out_dir=tmp_path / "demo", articles=24, train_steps=30)
+    out = capsys.readouterr().out
+    manifest = read_manifest(config.out_dir / "shards")
+    funnel = {stage["stage"]: stage for stage in manifest["funnel"]}
+    for stage, reasons in PLANTED_REASONS.items():
+        stats = funnel[stage]
+        assert {r for r in reasons if stats["dropped"].get(r, 0) > 0} == reasons, (stage, stats["dropped"])
+        assert stats["input"] == stats["output"] + sum(stats["dropped"].values())
+    assert funnel["crawl"]["input"] == funnel["crawl"]["output"] == funnel["extract"]["input"]
+    shards = sorted((config.out_dir / "shards").glob("shard-*.parquet"))
+    table = pq.read_table(shards)
+    assert table.num_rows == manifest["documents"] > 10
+    assert len(set(table.column("id").to_pylist())) == table.num_rows
+    for entry in manifest["shards"]:
+        assert sha256_file(config.out_dir / "shards" / entry["file"]) == entry["sha256"]
+    assert "loss" in out and (config.out_dir / "train" / "ckpt.pt").exists()
+    assert "webtext inspect" in out
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A `ray start --head` cluster on 127.0.0.1 with its own ports; stopped afterwards."""
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    port, dashboard = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_AUTH_MODE"] = "token"
+    start = [
+        str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}",
+    ]
+    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_build_submitted_as_ray_job(tmp_path, ray_cluster):
+    address, env = ray_cluster
+    evalset = demo_evalset(tmp_path)
+    with DemoSite(seed=1, n_articles=12, eval_passages=paragraphs(evalset)[:1], slow_seconds=2.0) as site:
+        write_dump(tmp_path / "RS_job.zst", site.links(), seed=1)
+        (tmp_path / "build.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "dumps": ["RS_job.zst"],
+                    "out_dir": "out",
+                    "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 1.0, "retries": 0},
+                    "decontaminate": {"evalsets": ["evalset.txt"]},
+                }
+            )
+        )
+        submit = [
+            str(BIN / "ray"), "job", "submit", "--address", address, "--",
+            str(BIN / "webtext"), "build", str(tmp_path / "build.yaml"),
+        ]
+        result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout
+    manifest = json.loads((tmp_path / "out" / "shards" / "manifest.json").read_text())
+    assert manifest["documents"] > 0
+    assert pq.read_table(tmp_path / "out" / "shards").num_rows == manifest["documents"]
