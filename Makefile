@@ -8,7 +8,6 @@ TORCH := torch==2.13.0
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
 # torch is pinned here (the CPU wheel available offline) and kept as a range in pyproject.toml.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
