@@ -50,6 +50,7 @@ def init_ray(config: RayConfig) -> None:
     address = config.address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=True)
+        quiet_ray_data()
         return
     memory = config.object_store_memory_mb * 2**20 if config.object_store_memory_mb else None
     ray.init(
@@ -60,7 +61,13 @@ def init_ray(config: RayConfig) -> None:
         logging_level=logging.WARNING,
         log_to_driver=True,
     )
+    quiet_ray_data()
+
+
+def quiet_ray_data() -> None:
+    """Ray Data logs every execution plan at INFO; the funnel says what matters."""
     ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def cpus() -> int:

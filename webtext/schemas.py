@@ -31,7 +31,7 @@ FETCH_FIELDS = [
     pa.field("content_type", pa.string()),
     pa.field("html", pa.binary()),  # body bytes as fetched
     pa.field("error", pa.string()),
-    pa.field("fetched_at", pa.timestamp("s", tz="UTC")),
+    pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),  # Parquet has no seconds unit
 ]
 
 PAGES = pa.schema(PROVENANCE_FIELDS + FETCH_FIELDS)
@@ -45,7 +45,7 @@ DOC_FIELDS = [
     pa.field("n_words", pa.int32()),
     pa.field("n_chars", pa.int32()),
     pa.field("final_url", pa.string()),
-    pa.field("fetched_at", pa.timestamp("s", tz="UTC")),
+    pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),  # Parquet has no seconds unit
 ]
 
 DOCS = pa.schema(DOC_FIELDS[:1] + PROVENANCE_FIELDS + DOC_FIELDS[1:])

@@ -1,8 +1,9 @@
 """Final Parquet shards, their manifest, and reading them back.
 
-Shard names are deterministic (`shard-00000-of-00003.parquet`, rows sorted by id), so a rebuild of
-the same inputs gives the same files; the manifest records each shard's rows, bytes and sha256,
-the build config, library versions and the funnel.
+A shards folder holds `manifest.json` and `data/shard-00000-of-00003.parquet`...: the Parquet files
+sit alone in `data/` so that any reader can open that folder whole. Names are deterministic (rows
+sorted by id), so a rebuild of the same inputs gives the same files; the manifest records each
+shard's rows, bytes and sha256, the build config, library versions and the funnel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from webtext.schemas import SCHEMA_VERSION, SHARD, conform
 from webtext.stats import StageStats
 
 MANIFEST = "manifest.json"
+DATA = "data"
 LIBRARIES = ["webtext", "ray", "scrapy", "trafilatura", "datasketch", "rbloom", "pyarrow", "torch", "tiktoken"]
 
 
@@ -51,18 +53,18 @@ def write_shards(docs: Path, out_dir: Path, config: BuildConfig, funnel: list[St
     table = pads.dataset(docs, format="parquet").to_table()
     table = conform(table, SHARD).sort_by("id")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.glob("shard-*.parquet"):
+    (out_dir / DATA).mkdir(parents=True, exist_ok=True)
+    for old in (out_dir / DATA).glob("shard-*.parquet"):
         old.unlink()
     limit = config.shards.max_rows_per_shard
     count = max(1, math.ceil(table.num_rows / limit))
     schema = SHARD.with_metadata({"webtext_schema_version": SCHEMA_VERSION})
     shards = []
     for i in range(count):
-        path = out_dir / f"shard-{i:05d}-of-{count:05d}.parquet"
+        path = out_dir / DATA / f"shard-{i:05d}-of-{count:05d}.parquet"
         part = table.slice(i * limit, limit).replace_schema_metadata(schema.metadata)
         pq.write_table(part, path, row_group_size=config.shards.row_group_rows, compression=config.shards.compression)
-        shards.append({"file": path.name, "rows": part.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+        shards.append({"file": f"{DATA}/{path.name}", "rows": part.num_rows, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
     stats = StageStats("shards", "documents", input=table.num_rows, output=table.num_rows)
     stats.seconds = time.perf_counter() - start
     manifest = {
@@ -88,8 +90,8 @@ def read_manifest(shards_dir: Path) -> dict:
 
 
 def shard_files(shards_dir: Path) -> list[Path]:
-    """The shard files of a folder, in order; a clear error when there are none."""
-    files = sorted(Path(shards_dir).glob("shard-*.parquet"))
+    """The shard files of a shards folder, in order; a clear error when there are none."""
+    files = sorted((Path(shards_dir) / DATA).glob("shard-*.parquet"))
     if not files:
-        raise ValueError(f"{shards_dir}: no shard-*.parquet files")
+        raise ValueError(f"{shards_dir}: no {DATA}/shard-*.parquet files")
     return files

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import zstandard
 
+BLOCKED_DOMAIN = "link-farm.example"  # the demo config blocks it: a stand-in for a spam domain
 SUBREDDITS = ["news", "worldnews", "science", "technology", "politics", "sports", "books", "programming"]
 
 
@@ -72,6 +73,7 @@ def write_dump(path: Path, links: list[tuple[str, str]], seed: int = 0) -> dict[
         add("media", make(f"https://www.youtube.com/watch?v=vid{i}", 90))
         add("file_link", make(f"http://files.example.com/photo{i}.png", 30))
         add("wikipedia", make(f"https://en.wikipedia.org/wiki/Article_{i}", 60))
+        add("blocked_domain", make(f"http://{BLOCKED_DOMAIN}/offer/{i}", 25))
         add("reddit_link", make(f"https://www.reddit.com/r/news/comments/x{i}/", 15, is_self=False))
     add("crosspost", make(links[0][0], 12, crosspost_parent="t3_abc"))
     rng.shuffle(records)

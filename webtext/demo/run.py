@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from webtext import pipeline
-from webtext.config import BuildConfig, CleanConfig, CrawlConfig, DecontaminateConfig, RayConfig, TrainConfig
-from webtext.demo.dump import write_dump
+from webtext.config import BuildConfig, CrawlConfig, DecontaminateConfig, HarvestConfig, RayConfig, TrainConfig
+from webtext.demo.dump import BLOCKED_DOMAIN, write_dump
 from webtext.demo.site import DemoSite
 
 PLANTED_PASSAGES = 3  # eval-set paragraphs the generated site copies into its pages
@@ -32,7 +32,7 @@ def demo_config(out_dir: Path, evalset: Path, dump: Path, train_steps: int | Non
         out_dir=out_dir,
         ray=RayConfig(num_cpus=2),
         crawl=CrawlConfig(allowed_networks=["127.0.0.0/8"], timeout_s=3.0, retries=1),
-        clean=CleanConfig(),
+        harvest=HarvestConfig(blocked_domains=[BLOCKED_DOMAIN]),
         decontaminate=DecontaminateConfig(evalsets=[evalset]),
         train=train,
     )
