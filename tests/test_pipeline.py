@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -51,27 +53,55 @@ def test_reduced_demo_drops_every_planted_reason_and_trains(tmp_path, local_ray,
 
 @pytest.fixture
 def ray_cluster():
-    """A `ray start --head` cluster on 127.0.0.1 with its own ports; stopped afterwards."""
+    """A `ray start --head --block` cluster on 127.0.0.1 with its own ports, ready for jobs.
 
-    def free_port():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
+    Stopped by signalling its own `ray start` process: `ray stop` would also kill
+    the embedded Ray that other tests in this session share.
+    """
 
-    port, dashboard = free_port(), free_port()
+    def free_ports(n):
+        """Distinct free ports: all sockets stay bound until every port is chosen."""
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in sockets]
+
+    port, dashboard, *agent_ports = free_ports(7)
+    address = f"http://127.0.0.1:{dashboard}"
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Unix socket paths must stay short
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "token"
     start = [
-        str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-        "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+        "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
         "--disable-usage-stats", f"--temp-dir={temp_dir}",
+        # Agents default to fixed ports, which the session's embedded Ray already holds.
+        *(f"--{name}={p}" for name, p in zip(
+            ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "ray-client-server-port"), agent_ports)),
     ]
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=180)
+    head = subprocess.Popen(start, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        yield f"http://127.0.0.1:{dashboard}", env
+        # The job agent comes up some seconds after the head: wait until a trivial job runs.
+        deadline = time.monotonic() + 180
+        while True:
+            assert head.poll() is None, head.stdout.read()
+            probe = subprocess.run(
+                [str(BIN / "ray"), "job", "submit", "--address", address, "--", "true"],
+                env=env, capture_output=True, text=True, timeout=120,
+            )
+            if probe.returncode == 0:
+                break
+            assert time.monotonic() < deadline, probe.stdout[-2000:] + probe.stderr[-2000:]
+            time.sleep(2)
+        yield address, env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
