@@ -17,8 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import ray
 import ray.data
-from ray.data import ActorPoolStrategy
-from ray.data._internal.savemode import SaveMode
+from ray.data import ActorPoolStrategy, SaveMode
 
 from cleaning.extract import Extractor
 from crawler.crawl import crawl_partition, partition_of

@@ -6,6 +6,7 @@ shards with their manifest, and the trained model.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from datetime import datetime
@@ -51,22 +52,38 @@ def paragraphs(path: Path) -> list[str]:
 
 
 def run_demo(out_dir: Path | None = None, articles: int = 200, train_steps: int | None = None) -> BuildConfig:
+    """Generate the data, build the corpus, train on it; `timings.json` keeps the wall time of each step."""
     from training.train import train
 
     start = time.perf_counter()
+    timings: dict[str, float] = {}
     out_dir = Path(out_dir or f"webtext-demo-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     evalset = demo_evalset(out_dir)
     with DemoSite(seed=0, n_articles=articles, eval_passages=paragraphs(evalset)[:PLANTED_PASSAGES], slow_seconds=8.0) as site:
+        step = time.perf_counter()
         dump = out_dir / "dumps" / "RS_demo.zst"
         dump.parent.mkdir(exist_ok=True)
         planted = write_dump(dump, site.links(), seed=0)
         print(f"generated {dump} with {sum(planted.values())} submissions: {planted}", flush=True)
         config = demo_config(out_dir, evalset, dump, train_steps)
         (out_dir / "build.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-        pipeline.build(config)
+        timings["generate dump"] = time.perf_counter() - step
+        step = time.perf_counter()
+        pipeline.init_ray(config.ray)
+        timings["ray start"] = time.perf_counter() - step
+        for stats in pipeline.build(config):
+            timings[stats.stage] = stats.seconds
     print("\ntraining a tiny GPT-2 on the shards", flush=True)
-    train(config.train)
-    print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; everything is in {out_dir}")
+    step = time.perf_counter()
+    result = train(config.train)
+    timings["train"] = time.perf_counter() - step
+    timings["total"] = time.perf_counter() - start
+    (out_dir / "timings.json").write_text(json.dumps(
+        {"seconds": {k: round(v, 2) for k, v in timings.items()}, "train_tokens_per_s": round(result.tokens_per_s)},
+        indent=2,
+    ))
+    print("\nwall time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
+    print(f"everything is in {out_dir}")
     print(f"look inside with: webtext inspect {out_dir / 'shards'}")
     return config
