@@ -3,8 +3,10 @@
     .venv/bin/python benchmarks/demo_stages.py [--articles 200]
 
 Runs `webtext demo` into a temporary folder, then times on the very pages and documents it made:
-- plain `trafilatura.extract` in one loop vs the extract stage (trafilatura + cleaning on Ray);
-- a plain datasketch loop (default MinHash, MinHashLSH insert + query) vs the dedup stage.
+- plain `trafilatura.extract` in one loop vs the extract stage (trafilatura + cleaning on Ray), and
+  the stage's own `Extractor` called in this process (its work without Ray);
+- a plain datasketch loop (default MinHash, MinHashLSH insert + query) vs the dedup stage, and the
+  stage's `Signer` + `find_duplicates` called in this process.
 At demo scale Ray's per-stage start-up dominates; the ratios say how much.
 """
 
@@ -21,6 +23,9 @@ import pyarrow.parquet as pq
 import trafilatura
 from datasketch import MinHash, MinHashLSH
 
+from cleaning.extract import Extractor
+from dedup.minhash import Signer, find_duplicates
+from webtext.config import CleanConfig, DedupConfig
 from webtext.demo.run import run_demo
 
 
@@ -29,6 +34,20 @@ def plain_trafilatura(pages_dir: Path) -> tuple[float, int]:
     start = time.perf_counter()
     extracted = sum(1 for html in pages if html and trafilatura.extract(html.decode("utf-8", "replace")))
     return time.perf_counter() - start, extracted
+
+
+def in_process_extractor(pages_dir: Path) -> float:
+    pages = pq.read_table(pages_dir)
+    start = time.perf_counter()
+    Extractor(CleanConfig())(pages)
+    return time.perf_counter() - start
+
+
+def in_process_dedup(docs_dir: Path) -> float:
+    docs = pq.read_table(docs_dir)
+    start = time.perf_counter()
+    find_duplicates(Signer(DedupConfig())(docs), DedupConfig())
+    return time.perf_counter() - start
 
 
 def plain_datasketch(docs_dir: Path) -> tuple[float, int]:
@@ -58,15 +77,19 @@ def main() -> None:
         timings = json.loads((out / "timings.json").read_text())
         seconds = timings["seconds"]
         extract_base, extracted = plain_trafilatura(out / "pages")
+        extract_own = in_process_extractor(out / "pages")
         dedup_base, duplicates = plain_datasketch(out / "docs")
+        dedup_own = in_process_dedup(out / "docs")
     print("\nstage            wall s")
     for name, value in seconds.items():
         print(f"{name:<16}{value:>7.1f}")
     print(f"train throughput {timings['train_tokens_per_s']:,} tokens/s")
     print(f"\nextract stage {seconds['extract']:.1f}s vs plain trafilatura loop {extract_base:.1f}s "
           f"({extracted} pages with text): ratio {seconds['extract'] / extract_base:.2f}")
+    print(f"  Extractor in one process {extract_own:.1f}s: ratio to plain {extract_own / extract_base:.2f}")
     print(f"dedup stage {seconds['dedup']:.1f}s vs plain datasketch loop {dedup_base:.1f}s "
           f"({duplicates} near/exact duplicates): ratio {seconds['dedup'] / dedup_base:.2f}")
+    print(f"  Signer + find_duplicates in one process {dedup_own:.1f}s: ratio to plain {dedup_own / dedup_base:.2f}")
 
 
 if __name__ == "__main__":
