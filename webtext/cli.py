@@ -15,49 +15,22 @@ def _build_config(args) -> BuildConfig:
     return load_config(args.config) if args.config else BuildConfig()
 
 
-def cmd_harvest(args):
+def cmd_stage(args):
+    """One stage alone: its section of `--config` (or the defaults), flags on top, Parquet in and out."""
     from webtext import pipeline
 
     config = _build_config(args)
-    pipeline.init_ray(config.ray)
-    return [pipeline.harvest(args.dumps, args.out, config.harvest)]
-
-
-def cmd_crawl(args):
-    from webtext import pipeline
-
-    config = _build_config(args)
-    config.crawl.allowed_networks += args.allow_network or []
-    pipeline.init_ray(config.ray)
-    return [pipeline.crawl(args.urls, args.out, config.crawl)]
-
-
-def cmd_extract(args):
-    from webtext import pipeline
-
-    config = _build_config(args)
-    pipeline.init_ray(config.ray)
-    return [pipeline.extract(args.pages, args.out, config.clean)]
-
-
-def cmd_dedup(args):
-    from webtext import pipeline
-
-    config = _build_config(args)
-    pipeline.init_ray(config.ray)
-    return [pipeline.dedup(args.docs, args.out, config.dedup)]
-
-
-def cmd_decontaminate(args):
-    from webtext import pipeline
-
-    config = _build_config(args)
-    if args.evalset:
+    config.crawl.allowed_networks += getattr(args, "allow_network", None) or []
+    if getattr(args, "evalset", None):
         config.decontaminate.evalsets = [Path(p) for p in args.evalset]
-    if not config.decontaminate.evalsets:
+    if args.command == "decontaminate" and not config.decontaminate.evalsets:
         raise ConfigError("decontaminate needs at least one --evalset FILE (or decontaminate.evalsets in --config)")
     pipeline.init_ray(config.ray)
-    return [pipeline.decontaminate(args.docs, args.out, config.decontaminate)]
+    run = getattr(pipeline, args.command)
+    return [run(args.input, args.out, getattr(config, STAGE_SECTIONS[args.command]))]
+
+
+STAGE_SECTIONS = {"harvest": "harvest", "crawl": "crawl", "extract": "clean", "dedup": "dedup", "decontaminate": "decontaminate"}
 
 
 def cmd_build(args):
@@ -102,21 +75,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def stage(name, func, inputs, help_text, nargs=None):
+    def stage(name, inputs, help_text, nargs=None):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument(inputs, nargs=nargs, type=Path)
+        s.add_argument("input", metavar=inputs.upper(), nargs=nargs, type=Path)
         s.add_argument("--out", required=True, type=Path)
         s.add_argument("--config", type=Path, help="build config YAML whose section for this stage is used")
-        s.set_defaults(func=func)
+        s.set_defaults(func=cmd_stage)
         return s
 
-    stage("harvest", cmd_harvest, "dumps", "Reddit dumps -> URLs Parquet", nargs="+")
-    crawl = stage("crawl", cmd_crawl, "urls", "URLs Parquet -> pages Parquet folder (Scrapy)")
+    stage("harvest", "dumps", "Reddit dumps -> URLs Parquet", nargs="+")
+    crawl = stage("crawl", "urls", "URLs Parquet -> pages Parquet folder (Scrapy)")
     crawl.add_argument("--allow-network", action="append", metavar="CIDR",
                        help="let the crawler reach this non-public network, e.g. 127.0.0.0/8 (tests, demo)")
-    stage("extract", cmd_extract, "pages", "pages (url, html) -> documents (trafilatura + cleaning)")
-    stage("dedup", cmd_dedup, "docs", "documents -> exact and near-duplicate free documents")
-    decon = stage("decontaminate", cmd_decontaminate, "docs", "documents -> documents without eval-set overlap")
+    stage("extract", "pages", "pages (url, html) -> documents (trafilatura + cleaning)")
+    stage("dedup", "docs", "documents -> exact and near-duplicate free documents")
+    decon = stage("decontaminate", "docs", "documents -> documents without eval-set overlap")
     decon.add_argument("--evalset", action="append", help="eval set file (.jsonl text field, or plain text)")
 
     b = sub.add_parser("build", help="every stage from a build config")
