@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import trafilatura
 from datasketch import MinHash, MinHashLSH
 
 from cleaning.extract import Extractor
-from dedup.minhash import Signer, find_duplicates
+from dedup.minhash import Signer, find_duplicates, normalized_words, shingles
 from webtext.config import CleanConfig, DedupConfig
 from webtext.demo.run import run_demo
 
@@ -45,21 +44,23 @@ def in_process_extractor(pages_dir: Path) -> float:
 
 def in_process_dedup(docs_dir: Path) -> float:
     docs = pq.read_table(docs_dir)
+    config = DedupConfig()
     start = time.perf_counter()
-    find_duplicates(Signer(DedupConfig())(docs), DedupConfig())
+    find_duplicates(Signer(config)(docs), config)
     return time.perf_counter() - start
 
 
 def plain_datasketch(docs_dir: Path) -> tuple[float, int]:
+    """The textbook loop, on the stage's own shingles: one `MinHash.update` per shingle."""
     texts = pq.read_table(docs_dir, columns=["text"]).column("text").to_pylist()
+    config = DedupConfig()
     start = time.perf_counter()
-    lsh = MinHashLSH(threshold=0.8, num_perm=128)
+    lsh = MinHashLSH(threshold=config.threshold, num_perm=config.num_perm)
     duplicates = 0
     for i, text in enumerate(texts):
-        words = re.findall(r"\w+", text.lower())
-        sketch = MinHash(num_perm=128)
-        for j in range(max(1, len(words) - 4)):
-            sketch.update(" ".join(words[j : j + 5]).encode())
+        sketch = MinHash(num_perm=config.num_perm)
+        for shingle in shingles(normalized_words(text), config.shingle_words):
+            sketch.update(shingle)
         if lsh.query(sketch):
             duplicates += 1
         else:

@@ -15,6 +15,10 @@ def _build_config(args) -> BuildConfig:
     return load_config(args.config) if args.config else BuildConfig()
 
 
+# each stage command, and the section of the build config it takes
+STAGE_SECTIONS = {"harvest": "harvest", "crawl": "crawl", "extract": "clean", "dedup": "dedup", "decontaminate": "decontaminate"}
+
+
 def cmd_stage(args):
     """One stage alone: its section of `--config` (or the defaults), flags on top, Parquet in and out."""
     from webtext import pipeline
@@ -28,9 +32,6 @@ def cmd_stage(args):
     pipeline.init_ray(config.ray)
     run = getattr(pipeline, args.command)
     return [run(args.input, args.out, getattr(config, STAGE_SECTIONS[args.command]))]
-
-
-STAGE_SECTIONS = {"harvest": "harvest", "crawl": "crawl", "extract": "clean", "dedup": "dedup", "decontaminate": "decontaminate"}
 
 
 def cmd_build(args):
