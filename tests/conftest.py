@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from webtext.config import RayConfig
-from webtext.pipeline import init_ray
+from webtext.core.runner import init_ray
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -16,7 +15,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 @pytest.fixture(scope="session")
 def local_ray():
     """An embedded Ray with 2 CPUs and a small object store, shared by every test that needs one."""
-    init_ray(RayConfig(num_cpus=2, object_store_memory_mb=256))
+    init_ray(num_cpus=2, object_store_memory_mb=256)
     yield
     ray.shutdown()
 

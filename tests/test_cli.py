@@ -18,15 +18,15 @@ def test_stages_chain_from_the_command_line(tmp_path, local_ray):
     evalset = demo_evalset(tmp_path)
     with DemoSite(seed=3, n_articles=10, eval_passages=paragraphs(evalset)[:1], slow_seconds=0.1) as site:
         write_dump(tmp_path / "RS_cli.zst", site.links(), seed=3)
-        assert main(["harvest", str(tmp_path / "RS_cli.zst"), "--out", str(tmp_path / "urls.parquet")]) == 0
-        assert main(["crawl", str(tmp_path / "urls.parquet"), "--out", str(tmp_path / "pages"),
+        assert main(["harvest", str(tmp_path / "RS_cli.zst"), "--out", str(tmp_path / "urls")]) == 0
+        assert main(["crawl", str(tmp_path / "urls"), "--out", str(tmp_path / "pages"),
                      "--allow-network", "127.0.0.0/8"]) == 0
     assert main(["extract", str(tmp_path / "pages"), "--out", str(tmp_path / "docs")]) == 0
     assert main(["dedup", str(tmp_path / "docs"), "--out", str(tmp_path / "deduped")]) == 0
     assert main(["decontaminate", str(tmp_path / "deduped"), "--evalset", str(evalset),
                  "--out", str(tmp_path / "clean")]) == 0
 
-    urls = pq.read_table(tmp_path / "urls.parquet")
+    urls = pq.read_table(tmp_path / "urls")
     pages = pq.read_table(tmp_path / "pages")
     assert pages.num_rows == urls.num_rows > 10
     assert sorted(pages.column("url").to_pylist()) == sorted(urls.column("url").to_pylist())

@@ -7,44 +7,47 @@ import logging
 import sys
 from pathlib import Path
 
-from webtext.config import BuildConfig, ConfigError, TrainConfig, load_config
-from webtext.stats import format_funnel
+from webtext.core.config import BuildConfig, ConfigError, TrainConfig, load_config
+from webtext.core.stats import format_funnel
 
 
 def _build_config(args) -> BuildConfig:
     return load_config(args.config) if args.config else BuildConfig()
 
 
-# each stage command, and the section of the build config it takes
-STAGE_SECTIONS = {"harvest": "harvest", "crawl": "crawl", "extract": "clean", "dedup": "dedup", "decontaminate": "decontaminate"}
+STAGE_COMMANDS = ("harvest", "crawl", "extract", "dedup", "decontaminate", "shards")
 
 
 def cmd_stage(args):
-    """One stage alone: its section of `--config` (or the defaults), flags on top, Parquet in and out."""
+    """One stage alone: its section of `--config` (or the defaults), flags on top, inputs and --out."""
     from webtext import pipeline
 
     config = _build_config(args)
-    config.crawl.allowed_networks += getattr(args, "allow_network", None) or []
+    if getattr(args, "allow_network", None):
+        config.crawl = config.crawl.model_validate(
+            {**config.crawl.model_dump(), "allowed_networks": config.crawl.allowed_networks + args.allow_network}
+        )
     if getattr(args, "evalset", None):
-        config.decontaminate.evalsets = [Path(p) for p in args.evalset]
+        config.decontaminate.evalsets = list(args.evalset)
     if args.command == "decontaminate" and not config.decontaminate.evalsets:
         raise ConfigError("decontaminate needs at least one --evalset FILE (or decontaminate.evalsets in --config)")
     pipeline.init_ray(config.ray)
-    run = getattr(pipeline, args.command)
-    return [run(args.input, args.out, getattr(config, STAGE_SECTIONS[args.command]))]
+    return [pipeline.run_one(args.command, args.input, args.out, config, force=args.force)]
 
 
 def cmd_build(args):
     from webtext import pipeline
+    from webtext.core import storage
 
     config = load_config(args.config)
     funnel = pipeline.build(config)
+    shards = storage.join(config.out_dir, "shards")
     if config.train is not None:
         from training.train import train
 
-        config.train.shards = config.train.shards or Path(config.out_dir) / "shards"
+        config.train.shards = config.train.shards or shards
         train(config.train)
-    print(f"\nshards in {Path(config.out_dir) / 'shards'}; look inside with: webtext inspect {Path(config.out_dir) / 'shards'}")
+    print(f"\nshards in {shards}; look inside with: webtext inspect {shards}")
     return funnel
 
 
@@ -76,22 +79,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def stage(name, inputs, help_text, nargs=None):
+    def stage(name, inputs, help_text):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument("input", metavar=inputs.upper(), nargs=nargs, type=Path)
-        s.add_argument("--out", required=True, type=Path)
+        s.add_argument("input", metavar=inputs.upper(), nargs="+", help="files or folders: local paths or URIs (s3://...)")
+        s.add_argument("--out", required=True, help="output folder: a local path or a URI")
         s.add_argument("--config", type=Path, help="build config YAML whose section for this stage is used")
+        s.add_argument("--force", action="store_true", help="rerun even when the output's completion marker matches")
         s.set_defaults(func=cmd_stage)
         return s
 
-    stage("harvest", "dumps", "Reddit dumps -> URLs Parquet", nargs="+")
-    crawl = stage("crawl", "urls", "URLs Parquet -> pages Parquet folder (Scrapy)")
+    stage("harvest", "dumps", "Reddit dumps -> URLs folder")
+    crawl = stage("crawl", "urls", "URLs (Parquet with a url column, or a .txt file of URLs) -> pages folder (Scrapy)")
     crawl.add_argument("--allow-network", action="append", metavar="CIDR",
                        help="let the crawler reach this non-public network, e.g. 127.0.0.0/8 (tests, demo)")
     stage("extract", "pages", "pages (url, html) -> documents (trafilatura + cleaning)")
     stage("dedup", "docs", "documents -> exact and near-duplicate free documents")
     decon = stage("decontaminate", "docs", "documents -> documents without eval-set overlap")
     decon.add_argument("--evalset", action="append", help="eval set file (.jsonl text field, or plain text)")
+    stage("shards", "docs", "documents -> Parquet shards + manifest.json")
 
     b = sub.add_parser("build", help="every stage from a build config")
     b.add_argument("config", type=Path)
@@ -112,14 +117,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         funnel = args.func(args)
-    except (ConfigError, ValueError, OSError) as exc:
-        print(f"webtext {args.command}: error: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError) as exc:  # bad input: config, files, columns, values
+        print(f"webtext {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # a stage that failed (StageError) or lost rows (AccountingError)
+        print(f"webtext {args.command}: failed: {_one_line(exc)}", file=sys.stderr)
+        return 1
     if funnel and args.command != "build":
         print(format_funnel(funnel))
     return 0

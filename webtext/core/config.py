@@ -7,10 +7,26 @@ Defaults serve the offline demo on a laptop; anything that would be unsafe on th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from webtext.core.storage import is_uri
+
+
+def _location(value: str, info: ValidationInfo) -> str:
+    """A local path (relative ones resolve against the config file's folder) or a URI, kept as given."""
+    if not value:
+        raise ValueError("empty location")
+    base = (info.context or {}).get("base")
+    if is_uri(value) or base is None or Path(value).is_absolute():
+        return value
+    return str(Path(base) / value)
+
+
+# Where data lives: a local path or a storage URI (s3://bucket/key, gs://..., file://...).
+Location = Annotated[str, AfterValidator(_location)]
 
 
 class Section(BaseModel):
@@ -23,8 +39,8 @@ class RayConfig(Section):
     """How to reach Ray. `address: null` joins RAY_ADDRESS when set, else starts an embedded local Ray."""
 
     address: str | None = None
-    num_cpus: int | None = None
-    object_store_memory_mb: int | None = 512
+    num_cpus: int | None = Field(None, ge=1)
+    object_store_memory_mb: int | None = Field(512, ge=64)
 
 
 MEDIA_DOMAINS = [
@@ -84,7 +100,7 @@ class CrawlConfig(Section):
     partitions: int | None = None  # Ray tasks; default: 2 per CPU, at most one per registered domain
 
 
-class CleanConfig(Section):
+class ExtractConfig(Section):
     """Extraction (trafilatura) and the cleaning filters applied to its text."""
 
     favor_precision: bool = False
@@ -128,44 +144,62 @@ class DecontaminateConfig(Section):
 
 
 class ShardConfig(Section):
-    """Final Parquet shards."""
+    """Final Parquet shards (sizes chosen by streaming-read measurements: see BENCHMARKS.md)."""
 
-    max_rows_per_shard: int = 10_000
-    row_group_rows: int = 1_000
-    compression: str = "zstd"
+    max_rows_per_shard: int = Field(default=10_000, ge=1)  # hard limit on the rows of one file
+    row_group_rows: int = Field(default=1_000, ge=1)  # the unit a streaming reader decodes at once
+    compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
 
 
 class TrainConfig(Section):
-    """GPT-2 training on the shards; the defaults are the demo's tiny CPU model."""
+    """GPT-2 training on the shards; the defaults are the demo's tiny CPU model.
 
-    shards: Path | None = None  # folder of document shards; `webtext build` fills it in
-    out_dir: Path = Path("train")
+    `shards` and `out_dir` are local paths or URIs (s3://...). `batch_size` is per rank and per micro-step:
+    one optimizer step sees batch_size x grad_accum_steps x ranks sequences of block_size tokens.
+    """
+
+    shards: Path | str | None = None  # document shards (manifest or plain Parquet folder) or token shards
+    out_dir: Path | str = Path("train")
     preset: Literal["tiny", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"] = "tiny"
-    block_size: int = 64
-    batch_size: int = 16
-    max_steps: int = 300
-    learning_rate: float = 3e-3
-    min_learning_rate: float = 3e-4
-    warmup_steps: int = 20
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    shuffle_buffer: int = 256
+    block_size: int = Field(64, gt=0)
+    batch_size: int = Field(16, gt=0)
+    grad_accum_steps: int = Field(1, ge=1)
+    max_steps: int = Field(300, gt=0)
+    learning_rate: float = Field(3e-3, gt=0)
+    min_learning_rate: float = Field(3e-4, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
     seed: int = 1337
     device: str = "auto"
-    log_every: int = 25
-    sample_tokens: int = 40
+    compile: bool = False  # torch.compile the model (GPU runs; slow to start on CPU)
+    num_workers: int = Field(0, ge=0)  # DataLoader worker processes per rank
+    checkpoint_every: int | None = Field(None, ge=1)  # default: max_steps // 10 (at least 1)
+    val_fraction: float = Field(0.01, ge=0, lt=1)  # documents held out for validation, by id hash
+    val_every: int | None = Field(None, ge=1)  # default: checkpoint_every
+    val_batches: int = Field(8, ge=1)
+    log_every: int = Field(25, ge=1)
+    peak_tflops: float | None = Field(None, gt=0)  # for MFU; default: known GPUs' bf16 dense peak
+    trace_data: bool = False  # write data-rank<R>.json: the data units each rank read, and a weights hash
+    sample_tokens: int = Field(40, ge=0)
     sample_prompt: str = "The"
+
+    @field_validator("shards", "out_dir", mode="before")
+    @classmethod
+    def _uri_or_path(cls, value):
+        """URIs stay strings (Path would fold `s3://` into `s3:/`); the rest are paths resolved like any other."""
+        return value if value is None or "://" in str(value) else Path(value)
 
 
 class BuildConfig(Section):
     """A whole corpus build: dumps in, shards (and optionally a trained model) out."""
 
-    dumps: list[Path] = []
-    out_dir: Path = Path("webtext-out")
+    dumps: list[Location] = []
+    out_dir: Location = "webtext-out"
     ray: RayConfig = RayConfig()
     harvest: HarvestConfig = HarvestConfig()
     crawl: CrawlConfig = CrawlConfig()
-    clean: CleanConfig = CleanConfig()
+    extract: ExtractConfig = ExtractConfig()
     dedup: DedupConfig = DedupConfig()
     decontaminate: DecontaminateConfig = DecontaminateConfig()
     shards: ShardConfig = ShardConfig()
@@ -186,7 +220,7 @@ def load_config(path: Path | str, model: type[Section] = BuildConfig):
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
-        config = model.model_validate(raw)
+        config = model.model_validate(raw, context={"base": str(path.parent.resolve())})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

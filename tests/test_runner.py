@@ -1,0 +1,106 @@
+"""The stage contract and its runner on a real local Ray: accounting, foreign input, errors, markers."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from webtext.core import storage
+from webtext.core.runner import MARKER, AccountingError, InputError, run_stage
+from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default
+
+OUTPUT = pa.schema([("id", pa.string()), ("text", pa.string()), ("karma", pa.int64())])
+
+
+def short_text_rule(config):
+    """Drops texts shorter than `config["min"]`; raises on the text "boom" (a hostile document)."""
+
+    def fn(batch: pa.Table) -> pa.Table:
+        if "boom" in batch.column("text").to_pylist():
+            raise ValueError("cannot handle boom")
+        short = pc.less(pc.utf8_length(batch.column("text")), config["min"])
+        return batch.append_column(DROP_REASON, pc.if_else(short, "too_short", pa.scalar(None, pa.string())))
+
+    return fn
+
+
+def losing_rule(config):
+    """A buggy stage: it silently loses the first row of every batch."""
+    return lambda batch: batch.slice(1).append_column(DROP_REASON, pa.nulls(batch.num_rows - 1, pa.string()))
+
+
+def toy(setup=short_text_rule) -> Stage:
+    return Stage(
+        name="toy", unit="documents", required={"id": pa.string(), "text": pa.string()}, output=OUTPUT,
+        optional={"karma": (pa.int64(), constant_default(0, pa.int64()))}, setup=setup,
+        resources=Resources(batch_size=64),
+    )
+
+
+def write_docs(folder, n=300, files=2):
+    for f in range(files):
+        ids = [f"{f}-{i}" for i in range(n)]
+        texts = ["boom" if (f, i) == (0, 5) else "x" * (i % 7) for i in range(n)]
+        pq.write_table(pa.table({"id": ids, "text": texts}), folder / f"docs-{f}.parquet", row_group_size=50)
+    return folder
+
+
+def test_counts_every_row_and_drops_only_the_failing_document(tmp_path, local_ray):
+    (tmp_path / "in").mkdir()
+    docs = write_docs(tmp_path / "in")
+    stats = run_stage(toy(), [str(docs)], str(tmp_path / "out"), {"min": 3})
+    kept = pq.read_table(tmp_path / "out")
+    assert stats.input == 600 and stats.output == kept.num_rows
+    assert stats.dropped["toy_error"] == 1  # "boom" made its batch raise; only that row is dropped
+    expected_short = sum(1 for f in range(2) for i in range(300) if (f, i) != (0, 5) and i % 7 < 3)
+    assert stats.dropped["too_short"] == expected_short
+    assert kept.column("karma").to_pylist() == [0] * kept.num_rows  # optional column defaulted
+    assert json.loads((tmp_path / "out" / "_stats.json").read_text())["input"] == 600
+
+
+def test_accounting_check_fires_on_a_stage_that_loses_rows(tmp_path, local_ray):
+    (tmp_path / "in").mkdir()
+    write_docs(tmp_path / "in", n=100, files=1)
+    with pytest.raises(AccountingError, match=r"toy: 100 documents in != \d+ out \+ 0 dropped"):
+        run_stage(toy(losing_rule), [str(tmp_path / "in")], str(tmp_path / "out"), {})
+    assert not (tmp_path / "out" / MARKER).exists()
+
+
+def test_foreign_input_errors_name_the_file(tmp_path, local_ray):
+    pq.write_table(pa.table({"id": ["a"], "body": ["no text column"]}), tmp_path / "missing.parquet")
+    with pytest.raises(InputError, match=r"missing\.parquet: missing required column 'text'"):
+        run_stage(toy(), [str(tmp_path / "missing.parquet")], str(tmp_path / "o1"), {"min": 1})
+    pq.write_table(pa.table({"id": ["a"], "text": [[1, 2]]}), tmp_path / "typed.parquet")
+    with pytest.raises(InputError, match=r"typed\.parquet: column 'text' is list<\w+: int64>, the toy stage needs string"):
+        run_stage(toy(), [str(tmp_path / "typed.parquet")], str(tmp_path / "o2"), {"min": 1})
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(InputError, match=r"junk\.parquet: cannot read Parquet input"):
+        run_stage(toy(), [str(tmp_path / "junk.parquet")], str(tmp_path / "o3"), {"min": 1})
+    with pytest.raises(InputError, match=r"nowhere: no such file or folder"):
+        run_stage(toy(), [str(tmp_path / "nowhere")], str(tmp_path / "o4"), {"min": 1})
+
+
+def test_empty_input_gives_an_empty_output(tmp_path, local_ray):
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    stats = run_stage(toy(), [str(tmp_path / "empty.parquet")], str(tmp_path / "out"), {"min": 1})
+    assert (stats.input, stats.output) == (0, 0)
+    assert pq.read_table(tmp_path / "out").schema.names == OUTPUT.names
+
+
+def test_completion_marker_skips_unchanged_and_reruns_changed(tmp_path, local_ray):
+    (tmp_path / "in").mkdir()
+    write_docs(tmp_path / "in", n=50, files=1)
+    out = str(tmp_path / "out")
+    first = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3})
+    part = storage.list_files(out)[0]
+    mtime = storage.info(part).mtime_ns
+    again = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3})
+    assert again.to_dict() == first.to_dict() and storage.info(part).mtime_ns == mtime  # skipped
+    changed = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5})  # config changed: rerun
+    assert changed.dropped["too_short"] > first.dropped["too_short"]
+    write_docs(tmp_path / "in", n=60, files=1)  # input changed: rerun
+    assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5}).input == 60

@@ -1,0 +1,500 @@
+"""The runner: every stage runs through here — check inputs, read, map, write, count, mark complete.
+
+Map stages go through Ray Data: the Parquet read is fused with the stage's batch function in one
+task, so an actor pool can never starve the read; a custom datasink writes the kept rows of each
+write task to its own part file (atomically) and returns the counts of every drop reason, so the
+driver only ever holds counts. Multi-step stages (`Stage.plan`) compose `Run.tasks` (Ray tasks whose
+results are small: counts, file names) and `Run.map` (this same machinery) instead of calling Ray.
+
+Accounting can fail: a stage's input count is the sum of its input files' Parquet row counts, read
+from their footers before anything runs; `in == out + dropped` is checked against it, and `out`
+against the rows actually written.
+
+A stage's output folder ends with `_stats.json`, then `_COMPLETE.json` (written last, atomically):
+the fingerprint of its inputs and config section, and the funnel up to it. A rerun skips a stage
+whose marker matches and reruns one whose input or config changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import ray
+import ray.data
+from ray.data import ActorPoolStrategy
+from ray.data.block import BlockAccessor
+from ray.data.datasource import Datasink
+
+from webtext.core import storage
+from webtext.core.stage import DROP_REASON, Resources, Stage
+from webtext.core.stats import StageStats
+
+log = logging.getLogger(__name__)
+
+MARKER = "_COMPLETE.json"
+STATS = "_stats.json"
+SCRATCH = "_scratch"
+
+
+class StageError(RuntimeError):
+    """A stage that failed; the message is one line naming the stage and what failed."""
+
+
+class AccountingError(StageError):
+    """Rows came in that neither went out nor were dropped under a reason."""
+
+
+class InputError(ValueError):
+    """An input that a stage cannot read: missing column, wrong type, unreadable file (exit 2)."""
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+
+
+def _castable(source: pa.DataType, target: pa.DataType) -> bool:
+    if source.equals(target):
+        return True
+    try:
+        pa.array([], source).cast(target)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
+def text_lines_table(location: str, column: str) -> pa.Table:
+    """A plain text file as a one-column table, one row per non-empty line (e.g. a list of URLs)."""
+    lines = [line.strip() for line in storage.read_text(location).splitlines()]
+    return pa.table({column: pa.array([line for line in lines if line], pa.string())})
+
+
+def input_files(stage: Stage, inputs: Iterable[str]) -> list[str]:
+    """Parquet files of the given files and folders (`.txt` files are turned into Parquet by `prepare_inputs`)."""
+    files: list[str] = []
+    for location in inputs:
+        try:
+            files += storage.parquet_files(location)
+        except OSError as exc:
+            raise InputError(f"{stage.name}: {exc}") from exc
+    return files
+
+
+def check_inputs(stage: Stage, files: list[str]) -> int:
+    """Required columns present and of a castable type in every file; returns the total row count."""
+    total = 0
+    wanted = stage.input_columns()
+    for location in files:
+        try:
+            metadata = storage.parquet_metadata(location)
+            schema = metadata.schema.to_arrow_schema()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise InputError(f"{location}: cannot read Parquet input: {exc}") from exc
+        for name, type_ in wanted.items():
+            if name not in schema.names:
+                if name in stage.required:
+                    raise InputError(
+                        f"{location}: missing required column {name!r} "
+                        f"(the {stage.name} stage needs {', '.join(stage.required)})"
+                    )
+                continue
+            if not _castable(schema.field(name).type, type_):
+                raise InputError(f"{location}: column {name!r} is {schema.field(name).type}, the {stage.name} stage needs {type_}")
+        total += metadata.num_rows
+    return total
+
+
+def conform_input(stage: Stage, batch: pa.Table) -> pa.Table:
+    """Cast the declared columns to their types and add absent optional columns from their defaults."""
+    for name, type_ in stage.input_columns().items():
+        if name in batch.column_names:
+            column = batch.column(name)
+            if not column.type.equals(type_):
+                batch = batch.set_column(batch.column_names.index(name), name, column.cast(type_))
+        else:
+            type_, default = stage.optional[name]
+            batch = batch.append_column(pa.field(name, type_), default(batch))
+    return batch
+
+
+def conform_output(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Select and cast to the output schema; absent nullable columns become nulls."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            columns.append(table.column(f.name).cast(f.type))
+        elif f.nullable:
+            columns.append(pa.nulls(table.num_rows, f.type))
+        else:
+            raise StageError(f"output lacks required column {f.name!r}")
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+# -- the batch function on a worker -----------------------------------------------------------------
+
+_SETUPS: dict[str, Callable] = {}  # per worker process: setup once, reuse for every batch
+
+
+def _setup(stage: Stage, config: Any) -> Callable[[pa.Table], pa.Table]:
+    key = f"{stage.name}:{config_fingerprint(config)}"
+    if key not in _SETUPS:
+        _SETUPS[key] = stage.setup(config)
+    return _SETUPS[key]
+
+
+def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> pa.Table:
+    """Run the batch function; when it raises, run it row by row so only the failing rows are
+    dropped (as `<stage>_error`), never the batch."""
+    batch = conform_input(stage, batch)
+    try:
+        return fn(batch)
+    except Exception as exc:  # noqa: BLE001 - one bad document must not kill a batch
+        log.warning("%s: batch of %d rows failed (%s: %s); retrying row by row", stage.name, batch.num_rows, type(exc).__name__, exc)
+    parts = []
+    for i in range(batch.num_rows):
+        row = batch.slice(i, 1)
+        try:
+            parts.append(fn(row))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("%s: row %d dropped as %s: %s: %s", stage.name, i, stage.error_reason, type(exc).__name__, exc)
+            parts.append(row.append_column(DROP_REASON, pa.array([stage.error_reason], pa.string())))
+    schemas = [p.schema for p in parts if p.num_rows]
+    unified = pa.unify_schemas(schemas, promote_options="permissive")
+    return pa.concat_tables([_align(p, unified) for p in parts])
+
+
+def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+class _TaskFn:
+    """Ray Data task function: setup cached per worker process."""
+
+    def __init__(self, stage: Stage, config: Any):
+        self.stage, self.config = stage, config
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return apply(self.stage, _setup(self.stage, self.config), batch)
+
+
+class _ActorFn:
+    """Ray Data actor: setup once in the constructor."""
+
+    def __init__(self, stage: Stage, config: Any):
+        self.stage, self.fn = stage, stage.setup(config)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return apply(self.stage, self.fn, batch)
+
+
+class StageSink(Datasink):
+    """Writes the kept rows of each write task to `out/part-NNNNN.parquet` and returns its counts.
+
+    The part name is the write task's index, so a retried task replaces its own file atomically.
+    """
+
+    def __init__(self, out: str, schema: pa.Schema, compression: str = "zstd"):
+        self.out, self.schema, self.compression = out, schema, compression
+        self.counts: Counter = Counter()
+        self.written = 0
+
+    def write(self, blocks, ctx) -> dict:
+        counts: Counter = Counter()
+        path = storage.join(self.out, f"part-{ctx.task_idx:05d}.parquet")
+        rows = 0
+        with storage.parquet_writer(path, self.schema, compression=self.compression) as writer:
+            for block in blocks:
+                table = BlockAccessor.for_block(block).to_arrow()
+                if not table.num_rows:
+                    continue
+                reasons = table.column(DROP_REASON)
+                for value, n in zip(*(c.to_pylist() for c in reasons.value_counts().flatten())):
+                    counts[value] += n
+                kept = table.filter(pc.is_null(reasons))
+                if kept.num_rows:
+                    writer.write_table(conform_output(kept, self.schema))
+                    rows += kept.num_rows
+        kept_count = counts.pop(None, 0)
+        return {"kept": kept_count, "written": rows, "dropped": dict(counts)}
+
+    def on_write_complete(self, write_result) -> None:
+        for result in write_result.write_returns:
+            self.written += result["written"]
+            self.counts[None] += result["kept"]
+            self.counts.update(result["dropped"])
+
+
+# -- one run of a stage -----------------------------------------------------------------------------
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_memory_mb: int | None = None) -> None:
+    """Join the cluster at `address` or RAY_ADDRESS (set under `ray job submit`), else start one here."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            object_store_memory=object_store_memory_mb * 2**20 if object_store_memory_mb else None,
+            include_dashboard=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = sys.stderr.isatty()  # Ray Data's own bars on a terminal only
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+
+def cpus() -> int:
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _remote_args(resources: Resources) -> dict:
+    args: dict[str, Any] = {"num_cpus": resources.num_cpus}
+    if resources.memory:
+        args["memory"] = resources.memory
+    return args
+
+
+@dataclass
+class Run:
+    """One execution of a stage: what a plan sees, and the steps it may compose."""
+
+    stage: Stage
+    inputs: list[str]
+    out: str
+    config: Any
+    stats: StageStats
+    context: dict = field(default_factory=dict)
+
+    @property
+    def scratch(self) -> str:
+        """Working folder for a plan's intermediate files; removed when the stage completes."""
+        return storage.join(self.out, SCRATCH)
+
+    def tasks(self, fn: Callable, items: list, resources: Resources = Resources(), desc: str = "") -> list:
+        """`fn(item)` for every item as Ray tasks (retried if a worker dies), results in item order.
+
+        Results must be small (counts, file names): they come back to the driver. At most a few
+        tasks per CPU are in flight, so the driver's memory does not grow with the item count.
+        """
+        options = _remote_args(resources) | {"max_retries": 3}
+        if resources.isolated:
+            options["max_calls"] = 1
+        remote = ray.remote(_call).options(**options)
+        window = max(2, 2 * cpus())
+        results: dict[int, Any] = {}
+        pending: dict[Any, int] = {}
+        progress = Progress(f"{self.stage.name}: {desc or 'tasks'}", len(items))
+        queue = list(enumerate(items))
+        queue.reverse()
+        while queue or pending:
+            while queue and len(pending) < window:
+                i, item = queue.pop()
+                pending[remote.remote(fn, item)] = i
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
+            for ref in done:
+                i = pending.pop(ref)
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                    raise StageError(f"{self.stage.name}: {_describe(items[i])}: {type(cause).__name__}: {_first_line(cause)}") from None
+                progress.advance(1)
+            progress.maybe_print()
+        progress.close()
+        return [results[i] for i in range(len(items))]
+
+    def map(self, stage: Stage, inputs: list[str], out: str, config: Any) -> StageStats:
+        """The map-stage machinery (read, batch function, write, counts) on other inputs."""
+        files = input_files(stage, inputs)
+        stats = StageStats(stage.name, stage.unit, input=check_inputs(stage, files))
+        _run_map(stage, files, out, config, stats)
+        return stats
+
+
+def _call(fn: Callable, item: Any) -> Any:
+    return fn(item)
+
+
+def _describe(item: Any) -> str:
+    text = item if isinstance(item, str) else repr(item)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: StageStats) -> None:
+    storage.makedirs(out)
+    if stats.input == 0:
+        storage.write_parquet(storage.join(out, "part-00000.parquet"), stage.output.empty_table())
+        return
+    fs, _ = storage.resolve(files[0])
+    paths = [storage.resolve(f)[1] for f in files]
+    ds = ray.data.read_parquet(paths, filesystem=fs, num_cpus=0.25)
+    resources = stage.resources
+    if resources.actors:
+        size = max(1, min(resources.actors, cpus() - 1))
+        mapped = ds.map_batches(
+            _ActorFn, fn_constructor_args=(stage, config), batch_format="pyarrow", batch_size=resources.batch_size,
+            compute=ActorPoolStrategy(min_size=1, max_size=size), **_remote_args(resources),
+        )
+    else:
+        mapped = ds.map_batches(
+            _TaskFn(stage, config), batch_format="pyarrow", batch_size=resources.batch_size, **_remote_args(resources)
+        )
+    sink = StageSink(out, stage.output)
+    try:
+        mapped.write_datasink(sink)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+        raise StageError(f"{stage.name}: {type(cause).__name__}: {_first_line(cause)}") from None
+    stats.output = sink.counts.pop(None, 0)
+    stats.dropped.update(sink.counts)
+    if sink.written != stats.output:
+        raise AccountingError(f"{stage.name}: {stats.output} rows kept but {sink.written} written to {out}")
+
+
+# -- completion markers -----------------------------------------------------------------------------
+
+
+def config_fingerprint(config: Any) -> str:
+    if config is None:
+        data = "null"
+    elif hasattr(config, "model_dump_json"):
+        data = config.model_dump_json()
+    else:
+        data = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def input_fingerprint(inputs: list[str]) -> list:
+    """What a stage's result depends on: an upstream stage's marker, else each file's name, size, mtime."""
+    parts = []
+    for location in inputs:
+        marker = storage.join(location, MARKER)
+        if storage.is_dir(location) and storage.exists(marker):
+            parts.append([location, storage.read_json(marker)["fingerprint"]])
+            continue
+        files = [location] if storage.is_file(location) else storage.list_files(location)
+        for f in files:
+            info = storage.info(f)
+            parts.append([f, info.size, info.mtime_ns])
+    return parts
+
+
+def fingerprint(stage: Stage, inputs: list[str], config: Any) -> str:
+    payload = json.dumps([stage.name, config_fingerprint(config), input_fingerprint(inputs)], default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def read_marker(out: str) -> dict | None:
+    marker = storage.join(out, MARKER)
+    try:
+        return storage.read_json(marker) if storage.exists(marker) else None
+    except OSError:
+        return None
+
+
+def upstream_funnel(inputs: list[str]) -> list[dict]:
+    """The funnel recorded by the stage that produced the first input folder, if any."""
+    for location in inputs:
+        marker = read_marker(location) if storage.is_dir(location) else None
+        if marker:
+            return marker.get("funnel", [])
+    return []
+
+
+def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context: dict | None = None,
+              force: bool = False) -> StageStats:
+    """Run `stage` on `inputs` into the folder `out`, unless its completion marker says it is done."""
+    out = storage.normalize(out)
+    inputs = [storage.normalize(i) for i in inputs]
+    print_fn = _progress_print
+    start = time.perf_counter()
+    try:
+        digest = fingerprint(stage, inputs, config)
+    except OSError as exc:
+        raise InputError(f"{stage.name}: {exc}") from exc
+    marker = read_marker(out)
+    if marker and marker.get("fingerprint") == digest and not force:
+        stats = StageStats.from_dict(marker["funnel"][-1])
+        print_fn(f"{stage.name}: complete in {out} (inputs and config unchanged), skipped")
+        return stats
+    if storage.exists(out):
+        storage.delete(out)  # a stale or partial result is never mixed with a new one
+    storage.makedirs(out)
+    stats = StageStats(stage.name, stage.unit)
+    run = Run(stage, inputs, out, config, stats, context or {})
+    if stage.plan is not None:
+        stats = stage.plan(run) or stats
+    else:
+        files = input_files(stage, inputs)
+        stats.input = check_inputs(stage, files)
+        _run_map(stage, files, out, config, stats)
+    stats.seconds = time.perf_counter() - start
+    if stats.input != stats.output + sum(stats.dropped.values()):
+        raise AccountingError(
+            f"{stage.name}: {stats.input} {stage.unit} in != {stats.output} out + {sum(stats.dropped.values())} dropped"
+        )
+    storage.delete(run.scratch)
+    storage.write_json(storage.join(out, STATS), stats.to_dict())
+    funnel = upstream_funnel(inputs) + [stats.to_dict()]
+    storage.write_json(storage.join(out, MARKER), {"stage": stage.name, "fingerprint": digest, "funnel": funnel})
+    return stats
+
+
+# -- progress ---------------------------------------------------------------------------------------
+
+
+def _progress_print(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Progress:
+    """A progress line on a terminal (at least every 10 s), silent when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int, every: float = 10.0):
+        self.label, self.total, self.every = label, total, every
+        self.done = 0
+        self.extra: dict[str, int] = {}
+        self.start = self.last = time.monotonic()
+        self.enabled = sys.stderr.isatty()
+
+    def advance(self, n: int, **counts: int) -> None:
+        self.done += n
+        for k, v in counts.items():
+            self.extra[k] = self.extra.get(k, 0) + v
+
+    def line(self) -> str:
+        elapsed = max(1e-9, time.monotonic() - self.start)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        extra = " ".join(f"{k} {v}" for k, v in sorted(self.extra.items(), key=lambda kv: -kv[1]))
+        return f"{self.label}: {self.done}/{self.total} ({rate:.1f}/s, ETA {eta:.0f}s) {extra}".rstrip()
+
+    def maybe_print(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last >= self.every):
+            self.last = now
+            _progress_print(self.line())
+
+    def close(self) -> None:
+        self.maybe_print(force=True)

@@ -1,0 +1,70 @@
+"""The stage contract: what a stage declares so that one runner can run it anywhere.
+
+A stage is data, not plumbing: its name (also its command, config section and output folder), what
+it counts, the input columns it requires and the optional ones with their defaults, its output
+schema, the resources one worker needs, and a setup that turns the stage's config section into a
+batch function. The batch function takes an Arrow table and returns the same rows, in the same
+order, with the stage's output columns and `drop_reason` (null: kept). Everything else (reading,
+Ray scheduling, writing, counting, completion markers) is the runner's job (`webtext.core.runner`).
+
+Stages whose work is not one pass over rows (harvest's merge, the crawl's units, dedup's clusters,
+shard writing) declare `plan`: a function of a `webtext.core.runner.Run` that composes the runner's
+steps (map, bucket, reduce) and returns the stage's stats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+DROP_REASON = "drop_reason"
+
+BatchFn = Callable[[pa.Table], pa.Table]
+Default = Callable[[pa.Table], pa.Array]  # the value of an absent optional column, from the batch
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one worker of a stage needs.
+
+    `actors: None` runs the batch function in Ray tasks, its setup cached once per worker process;
+    `actors: n` keeps an actor pool of at most n actors (for setups too costly to repeat, e.g. a
+    model); the runner caps it so that reads and writes always have a CPU left.
+    """
+
+    num_cpus: float = 1.0
+    memory: int | None = None  # bytes per worker, reserved from Ray's scheduler
+    actors: int | None = None
+    batch_size: int = 256
+    isolated: bool = False  # a fresh process per task (Twisted's reactor cannot restart in one process)
+
+
+def null_default(type_: pa.DataType) -> Default:
+    return lambda batch: pa.nulls(batch.num_rows, type_)
+
+
+def constant_default(value: Any, type_: pa.DataType) -> Default:
+    return lambda batch: pa.array([value] * batch.num_rows, type_)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # command, config section and output folder
+    unit: str  # what its counts count: submissions, urls, pages, documents
+    required: dict[str, pa.DataType]
+    output: pa.Schema
+    setup: Callable[[Any], BatchFn] | None = None  # config section -> batch function (map stages)
+    optional: dict[str, tuple[pa.DataType, Default]] = field(default_factory=dict)
+    resources: Resources = Resources()
+    plan: Callable[[Any], Any] | None = None  # multi-step stages: Run -> StageStats
+    description: str = ""
+
+    @property
+    def error_reason(self) -> str:
+        """The drop reason of a row that makes the batch function raise."""
+        return f"{self.name}_error"
+
+    def input_columns(self) -> dict[str, pa.DataType]:
+        return {**self.required, **{name: type_ for name, (type_, _) in self.optional.items()}}
