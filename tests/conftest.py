@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,40 @@ import ray
 from webtext.core.runner import init_ray
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def free_ports(n: int) -> list[int]:
+    """Distinct free ports on 127.0.0.1: all sockets stay bound until every port is chosen."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+# The S3-compatible test server's address goes into the environment before any Ray starts, so every
+# Ray worker (they inherit the environment of the process that started Ray) reaches it the way a
+# user's workers reach their object store: through the standard AWS variables.
+S3_PORT = free_ports(1)[0]
+os.environ.update(
+    AWS_ENDPOINT_URL=f"http://127.0.0.1:{S3_PORT}",
+    AWS_ACCESS_KEY_ID="webtext-test",
+    AWS_SECRET_ACCESS_KEY="webtext-test",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 HTTP endpoint on 127.0.0.1 (moto's server mode) with one bucket; yields `s3://bucket`."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
+    server.start()
+    boto3.client("s3").create_bucket(Bucket="webtext-test")
+    yield "s3://webtext-test"
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,9 @@ import yaml
 from webtext.demo.dump import write_dump
 from webtext.demo.run import demo_evalset, paragraphs, run_demo
 from webtext.demo.site import DemoSite
-from webtext.shards import read_manifest, sha256_file
+from webtext.core.manifest import read_manifest
+from webtext.core.runner import MARKER
+from webtext.pipeline import STAGES, build, stage_dir
 
 BIN = Path(sys.executable).parent
 
@@ -35,20 +38,29 @@ PLANTED_REASONS = {
 def test_reduced_demo_drops_every_planted_reason_and_trains(tmp_path, local_ray, capsys):
     config = run_demo(out_dir=tmp_path / "demo", articles=24, train_steps=30)
     out = capsys.readouterr().out
-    manifest = read_manifest(config.out_dir / "shards")
+    manifest = read_manifest(str(Path(config.out_dir) / "shards"))
     funnel = {stage["stage"]: stage for stage in manifest["funnel"]}
     for stage, reasons in PLANTED_REASONS.items():
         stats = funnel[stage]
         assert {r for r in reasons if stats["dropped"].get(r, 0) > 0} == reasons, (stage, stats["dropped"])
         assert stats["input"] == stats["output"] + sum(stats["dropped"].values())
     assert funnel["crawl"]["input"] == funnel["crawl"]["output"] == funnel["extract"]["input"]
-    table = pq.read_table(config.out_dir / "shards" / "data")  # plain pyarrow opens the folder
+    table = pq.read_table(Path(config.out_dir) / "shards" / "data")  # plain pyarrow opens the folder
     assert table.num_rows == manifest["documents"] > 10
     assert len(set(table.column("id").to_pylist())) == table.num_rows
     for entry in manifest["shards"]:
-        assert sha256_file(config.out_dir / "shards" / entry["file"]) == entry["sha256"]
-    assert "loss" in out and (config.out_dir / "train" / "ckpt.pt").exists()
+        assert hashlib.sha256((Path(config.out_dir) / "shards" / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+    assert "loss" in out and (Path(config.out_dir) / "train" / "ckpt.pt").exists()
     assert "webtext inspect" in out
+
+    # A rerun with dedup.threshold changed redoes dedup and what follows it, nothing before it.
+    markers = {name: Path(stage_dir(config, name), MARKER) for name in STAGES}
+    before = {name: path.stat().st_mtime_ns for name, path in markers.items()}
+    config.dedup = config.dedup.model_copy(update={"threshold": 0.6})
+    rerun = {stats.stage: stats for stats in build(config)}
+    after = {name: path.stat().st_mtime_ns for name, path in markers.items()}
+    assert [name for name in STAGES if after[name] != before[name]] == ["dedup", "decontaminate", "shards"]
+    assert rerun["extract"].to_dict() == funnel["extract"] | {"seconds": rerun["extract"].to_dict()["seconds"]}
 
 
 @pytest.fixture
@@ -115,7 +127,7 @@ def test_build_submitted_as_ray_job(tmp_path, ray_cluster):
                 {
                     "dumps": ["RS_job.zst"],
                     "out_dir": "out",
-                    "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 3.0, "retries": 0},
+                    "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 3.0, "retries": 0, "autothrottle": False},
                     "decontaminate": {"evalsets": ["evalset.txt"]},
                 }
             )

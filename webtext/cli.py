@@ -56,16 +56,68 @@ def cmd_train(args):
 
     config = load_config(args.config, TrainConfig)
     if args.shards:
-        config.shards = Path(args.shards)
+        config.shards = args.shards if "://" in args.shards else Path(args.shards)
     if config.shards is None:
         raise ConfigError(f"{args.config}: set `shards:` (a folder of document shards) or pass --shards")
-    train(config)
+    if args.ray_workers:
+        from training.ray_train import train_on_ray
+
+        train_on_ray(config, args.ray_workers, use_gpu=args.gpu)
+    else:
+        train(config)
+
+
+def cmd_tokenize(args):
+    from training.tokens import tokenize_shards
+
+    tokenize_shards(args.shards, args.out, workers=args.workers, use_ray=args.ray)
+
+
+def cmd_eval(args):
+    from training.eval import evaluate
+
+    if not (args.wikitext or args.ptb or args.lambada):
+        raise ConfigError("eval needs at least one of --wikitext FILE, --ptb FILE, --lambada FILE")
+    evaluate(args.checkpoint, wikitext=args.wikitext, ptb=args.ptb, lambada=args.lambada, stride=args.stride,
+             device=args.device, limit=args.limit)
+
+
+def cmd_export_hf(args):
+    from training.hf import export_hf
+
+    export_hf(args.checkpoint, args.out)
+    print(f"{args.out}: config.json + model.safetensors (GPT2LMHeadModel)")
+
+
+def cmd_import_hf(args):
+    from training.hf import import_hf
+
+    import_hf(args.model, args.out)
+    print(f"{args.out}: webtext checkpoint (use it with `webtext eval`, or as ckpt.pt in a run's out_dir)")
 
 
 def cmd_inspect(args):
-    from webtext.inspect import inspect_shards
+    from webtext.shards.inspect import find, inspect_shards, show_document
 
-    inspect_shards(Path(args.shards), samples=args.samples)
+    if args.id is None and args.url is None:
+        inspect_shards(args.shards, samples=args.samples, top=args.top, plot=args.plot)
+        return None
+    rows = find(args.shards, id=args.id, url=args.url)
+    if not rows:
+        raise ValueError(f"{args.shards}: no document with {'id ' + args.id if args.id is not None else 'url ' + args.url}")
+    for row in rows:
+        show_document(row)
+
+
+def cmd_validate(args):
+    from webtext.shards.validate import validate
+
+    problems = validate(args.shards)
+    for line in problems:
+        print(line)
+    if problems:
+        raise RuntimeError(f"{len(problems)} problem(s) in {args.shards}")
+    print(f"{args.shards}: OK (manifest, checksums, schema, row counts, ids)")
 
 
 def cmd_demo(args):
@@ -103,12 +155,44 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
     t = sub.add_parser("train", help="train GPT-2 on document shards")
     t.add_argument("config", type=Path)
-    t.add_argument("--shards", type=Path)
+    t.add_argument("--shards", help="shards folder (local path or URI); overrides the config's")
+    t.add_argument("--ray-workers", type=int, help="train with Ray Train on this many workers (multi-node)")
+    t.add_argument("--gpu", action="store_true", help="with --ray-workers: one GPU per worker")
     t.set_defaults(func=cmd_train)
-    i = sub.add_parser("inspect", help="summarize a shards folder")
-    i.add_argument("shards", type=Path)
+    tok = sub.add_parser("tokenize", help="document shards -> uint16 token shards with an index (fast training input)")
+    tok.add_argument("shards", help="document shards folder (local path or URI)")
+    tok.add_argument("--out", required=True, help="token shards folder (local path or URI)")
+    tok.add_argument("--workers", type=int, help="local processes (default: CPU count)")
+    tok.add_argument("--ray", action="store_true", help="one Ray task per shard (joins RAY_ADDRESS when set)")
+    tok.set_defaults(func=cmd_tokenize)
+    ev = sub.add_parser("eval", help="zero-shot perplexity (WikiText, PTB) and LAMBADA accuracy of a checkpoint")
+    ev.add_argument("checkpoint", help="ckpt.pt, or a Hugging Face GPT-2 folder")
+    ev.add_argument("--wikitext", help="WikiText-2/-103 *.tokens file")
+    ev.add_argument("--ptb", help="PTB text file (ptb.test.txt)")
+    ev.add_argument("--lambada", help="LAMBADA jsonl (a `text` field per line)")
+    ev.add_argument("--stride", type=int, help="sliding-window stride in tokens (default: half the block size)")
+    ev.add_argument("--limit", type=int, help="LAMBADA: only the first N examples")
+    ev.add_argument("--device", default="auto")
+    ev.set_defaults(func=cmd_eval)
+    ex = sub.add_parser("export-hf", help="checkpoint -> Hugging Face GPT2LMHeadModel folder (config.json + model.safetensors)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=cmd_export_hf)
+    im = sub.add_parser("import-hf", help="Hugging Face GPT-2 folder -> webtext checkpoint")
+    im.add_argument("model", help="folder with config.json and model.safetensors")
+    im.add_argument("--out", required=True, help="checkpoint file to write (e.g. run/ckpt.pt)")
+    im.set_defaults(func=cmd_import_hf)
+    i = sub.add_parser("inspect", help="summarize a shards folder, or show one document with its provenance")
+    i.add_argument("shards", help="shards folder: a local path or a URI")
     i.add_argument("--samples", type=int, default=2)
+    i.add_argument("--top", type=int, default=10, help="domains and subreddits listed")
+    i.add_argument("--id", help="show the document with this id")
+    i.add_argument("--url", help="show the document(s) with this url or final_url")
+    i.add_argument("--plot", metavar="DIR", help="write PNG charts (funnel, lengths, domains, subreddits, months) there")
     i.set_defaults(func=cmd_inspect)
+    v = sub.add_parser("validate", help="check a shards folder: checksums, schema, row counts, duplicate ids (exit 1 on problems)")
+    v.add_argument("shards", help="shards folder: a local path or a URI")
+    v.set_defaults(func=cmd_validate)
     d = sub.add_parser("demo", help="the whole pipeline offline on generated data, then a tiny GPT-2")
     d.add_argument("--out", help="output folder (default: a new webtext-demo-* folder here)")
     d.add_argument("--articles", type=int, default=200)

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from webtext import pipeline
-from webtext.config import BuildConfig, CrawlConfig, DecontaminateConfig, HarvestConfig, RayConfig, TrainConfig
+from webtext.core.config import BuildConfig, CrawlConfig, DecontaminateConfig, HarvestConfig, RayConfig, TrainConfig
 from webtext.demo.dump import BLOCKED_DOMAIN, write_dump
 from webtext.demo.site import DemoSite
 
@@ -29,12 +29,12 @@ def demo_config(out_dir: Path, evalset: Path, dump: Path, train_steps: int | Non
     if train_steps is not None:
         train.max_steps = train_steps
     return BuildConfig(
-        dumps=[dump],
-        out_dir=out_dir,
+        dumps=[str(dump)],
+        out_dir=str(out_dir),
         ray=RayConfig(num_cpus=2),
-        crawl=CrawlConfig(allowed_networks=["127.0.0.0/8"], timeout_s=3.0, retries=1),
+        crawl=CrawlConfig(allowed_networks=["127.0.0.0/8"], timeout_s=3.0, retries=1, autothrottle=False),
         harvest=HarvestConfig(blocked_domains=[BLOCKED_DOMAIN]),
-        decontaminate=DecontaminateConfig(evalsets=[evalset]),
+        decontaminate=DecontaminateConfig(evalsets=[str(evalset)]),
         train=train,
     )
 
