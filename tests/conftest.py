@@ -39,8 +39,12 @@ os.environ.update(
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 HTTP endpoint on 127.0.0.1 (moto's server mode) with one bucket; yields `s3://bucket`."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one log line per request otherwise
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=S3_PORT, verbose=False)
     server.start()

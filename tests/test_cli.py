@@ -60,3 +60,35 @@ def test_extract_accepts_any_parquet_with_url_and_html(tmp_path, local_ray):
     assert docs.column("id")[0].as_py()
     stats = json.loads((tmp_path / "docs" / "_stats.json").read_text())
     assert stats["input"] == 2 and stats["output"] == 1 and sum(stats["dropped"].values()) == 1
+
+
+def test_dedup_takes_documents_with_only_id_and_text(tmp_path, local_ray):
+    text = " ".join(ArticleWriter(11).article()[1])
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": [text, text, "something else entirely, " * 20]}), tmp_path / "docs.parquet")
+    assert main(["dedup", str(tmp_path / "docs.parquet"), "--out", str(tmp_path / "dedup")]) == 0
+    kept = pq.read_table(tmp_path / "dedup")
+    assert sorted(kept.column("id").to_pylist()) == ["a", "c"]  # same karma (0) and date: the smaller id survives
+    assert json.loads((tmp_path / "dedup" / "_stats.json").read_text())["dropped"] == {"exact_duplicate": 1}
+
+
+def test_crawl_takes_a_parquet_with_only_url_and_a_text_file(tmp_path, local_ray):
+    with DemoSite(seed=4, n_articles=3, slow_seconds=0.1) as site:
+        urls = [url for url, *_ in site.links()][:3]
+        pq.write_table(pa.table({"url": urls}), tmp_path / "urls.parquet")
+        (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+        for name in ("urls.parquet", "urls.txt"):
+            out = tmp_path / f"crawl-{name}"
+            assert main(["crawl", str(tmp_path / name), "--out", str(out), "--allow-network", "127.0.0.0/8"]) == 0
+            pages = pq.read_table(out)
+            assert sorted(pages.column("url").to_pylist()) == sorted(urls)
+            assert set(pages.column("domain").to_pylist()) == {"127.0.0.1"}  # computed from the URL
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, local_ray, capsys):
+    pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), tmp_path / "docs.parquet")
+    assert main(["dedup", str(tmp_path / "docs.parquet"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("webtext dedup: error: ") and "docs.parquet: missing required column 'text'" in err
+    (tmp_path / "pages.parquet").write_bytes(b"PAR1 truncated")
+    assert main(["extract", str(tmp_path / "pages.parquet"), "--out", str(tmp_path / "out2")]) == 2
+    assert "pages.parquet: cannot read Parquet input" in capsys.readouterr().err

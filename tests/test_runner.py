@@ -104,3 +104,19 @@ def test_completion_marker_skips_unchanged_and_reruns_changed(tmp_path, local_ra
     assert changed.dropped["too_short"] > first.dropped["too_short"]
     write_docs(tmp_path / "in", n=60, files=1)  # input changed: rerun
     assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5}).input == 60
+
+
+def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, local_ray):
+    from webtext.core.runner import StageError
+
+    def bad_setup(config):
+        raise config("model file /models/lid.bin is missing\nsecond line of detail")
+
+    (tmp_path / "in").mkdir()
+    write_docs(tmp_path / "in", n=10, files=1)
+    with pytest.raises(InputError) as caught:  # a ValueError/OSError from stage code: bad input, exit 2
+        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o1"), ValueError)
+    assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: model file /models/lid.bin is missing"
+    with pytest.raises(StageError) as caught:  # anything else: the stage failed, exit 1
+        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o2"), RuntimeError)
+    assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: RuntimeError: model file /models/lid.bin is missing"

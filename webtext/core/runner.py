@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -147,8 +148,21 @@ _SETUPS: dict[str, Callable] = {}  # per worker process: setup once, reuse for e
 def _setup(stage: Stage, config: Any) -> Callable[[pa.Table], pa.Table]:
     key = f"{stage.name}:{config_fingerprint(config)}"
     if key not in _SETUPS:
-        _SETUPS[key] = stage.setup(config)
+        try:
+            _SETUPS[key] = stage.setup(config)
+        except Exception as exc:  # noqa: BLE001 - a stage that cannot start fails, with one clear line
+            raise tagged(exc) from exc
     return _SETUPS[key]
+
+
+_TAG = re.compile(r"\[webtext (input|\w+)\] ([^\n]*)")
+
+
+def tagged(exc: BaseException) -> RuntimeError:
+    """An error carrying its kind and first line through Ray Data, whose wrappers drop the original
+    exception (only its text survives): `[webtext input] ...` for bad input, else the type name."""
+    kind = "input" if isinstance(exc, (ValueError, OSError)) else type(exc).__name__
+    return RuntimeError(f"[webtext {kind}] {_first_line(exc)}")
 
 
 def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> pa.Table:
@@ -191,7 +205,11 @@ class _ActorFn:
     """Ray Data actor: setup once in the constructor."""
 
     def __init__(self, stage: Stage, config: Any):
-        self.stage, self.fn = stage, stage.setup(config)
+        self.stage = stage
+        try:
+            self.fn = stage.setup(config)
+        except Exception as exc:  # noqa: BLE001
+            raise tagged(exc) from exc
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return apply(self.stage, self.fn, batch)
@@ -246,6 +264,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
         ray.init(address=address, log_to_driver=True)
     else:
         ray.init(
+            address="local",  # a new embedded Ray, never a cluster some other `ray start` left behind
             num_cpus=num_cpus,
             object_store_memory=object_store_memory_mb * 2**20 if object_store_memory_mb else None,
             include_dashboard=False,
@@ -295,7 +314,7 @@ class Run:
         options = _remote_args(resources) | {"max_retries": 3}
         if resources.isolated:
             options["max_calls"] = 1
-        remote = ray.remote(_call).options(**options)
+        remote = ray.remote(**options)(_call)  # max_calls (isolated) is not accepted by .options()
         window = max(2, 2 * cpus())
         results: dict[int, Any] = {}
         pending: dict[Any, int] = {}
@@ -311,9 +330,8 @@ class Run:
                 i = pending.pop(ref)
                 try:
                     results[i] = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                    raise StageError(f"{self.stage.name}: {_describe(items[i])}: {type(cause).__name__}: {_first_line(cause)}") from None
+                except ray.exceptions.RayError as exc:
+                    raise stage_failure(self.stage, exc, _describe(items[i])) from None
                 progress.advance(1)
             progress.maybe_print()
         progress.close()
@@ -329,6 +347,33 @@ class Run:
 
 def _call(fn: Callable, item: Any) -> Any:
     return fn(item)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception stage code raised, under Ray's wrappers (RayTaskError, UserCodeException...)."""
+    seen = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        inner = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+        inner = inner or exc.__cause__
+        if inner is None:
+            break
+        exc = inner
+    return exc
+
+
+def stage_failure(stage: Stage, exc: BaseException, where: str = "") -> Exception:
+    """One line naming the stage (and the item or file) for an error raised inside Ray: bad input
+    (ValueError, OSError) becomes an InputError (exit 2), anything else a StageError (exit 1)."""
+    cause = root_cause(exc)
+    prefix = f"{stage.name}: {where + ': ' if where else ''}"
+    match = _TAG.search(str(exc)) or _TAG.search(str(cause))
+    if match:
+        kind, line = match.groups()
+        return InputError(f"{prefix}{line}") if kind == "input" else StageError(f"{prefix}{kind}: {line}")
+    if isinstance(cause, (ValueError, OSError)):
+        return InputError(f"{prefix}{_first_line(cause)}")
+    return StageError(f"{prefix}{type(cause).__name__}: {_first_line(cause)}")
 
 
 def _describe(item: Any) -> str:
@@ -363,9 +408,8 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
     sink = StageSink(out, stage.output)
     try:
         mapped.write_datasink(sink)
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-        raise StageError(f"{stage.name}: {type(cause).__name__}: {_first_line(cause)}") from None
+    except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as exc:
+        raise stage_failure(stage, exc, files[0] if len(files) == 1 else f"{len(files)} input files") from None
     stats.output = sink.counts.pop(None, 0)
     stats.dropped.update(sink.counts)
     if sink.written != stats.output:
@@ -438,8 +482,10 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         stats = StageStats.from_dict(marker["funnel"][-1])
         print_fn(f"{stage.name}: complete in {out} (inputs and config unchanged), skipped")
         return stats
-    if storage.exists(out):
+    if storage.exists(out) and not stage.resumable:
         storage.delete(out)  # a stale or partial result is never mixed with a new one
+    elif marker:
+        storage.delete(storage.join(out, MARKER))  # a resumable plan keeps its work and checks it itself
     storage.makedirs(out)
     stats = StageStats(stage.name, stage.unit)
     run = Run(stage, inputs, out, config, stats, context or {})
