@@ -120,3 +120,20 @@ def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, loc
     with pytest.raises(StageError) as caught:  # anything else: the stage failed, exit 1
         run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o2"), RuntimeError)
     assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: RuntimeError: model file /models/lid.bin is missing"
+
+
+def nice_of_worker(_item):
+    import os
+
+    return os.nice(0)
+
+
+def test_stage_tasks_run_at_the_drivers_priority(tmp_path, local_ray):
+    """Ray starts workers at nice 15 by default; stages would lose the CPU to any other process."""
+    import os
+
+    from webtext.core.runner import Run
+    from webtext.core.stats import StageStats
+
+    run = Run(toy(), [], str(tmp_path), None, StageStats("toy", "documents"))
+    assert run.tasks(nice_of_worker, [1, 2]) == [os.nice(0)] * 2

@@ -263,6 +263,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, object_sto
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
+        # Ray starts its workers at nice 15; the stages are the work, not background chores: the
+        # same priority as the driver (and as a bare Scrapy or trafilatura loop) under CPU load.
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(
             address="local",  # a new embedded Ray, never a cluster some other `ray start` left behind
             num_cpus=num_cpus,
