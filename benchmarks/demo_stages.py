@@ -24,7 +24,7 @@ from datasketch import MinHash, MinHashLSH
 
 from cleaning.extract import Extractor
 from dedup.minhash import Signer, find_duplicates, normalized_words, shingles
-from webtext.config import CleanConfig, DedupConfig
+from webtext.core.config import ExtractConfig, DedupConfig
 from webtext.demo.run import run_demo
 
 
@@ -38,7 +38,7 @@ def plain_trafilatura(pages_dir: Path) -> tuple[float, int]:
 def in_process_extractor(pages_dir: Path) -> float:
     pages = pq.read_table(pages_dir)
     start = time.perf_counter()
-    Extractor(CleanConfig())(pages)
+    Extractor(ExtractConfig())(pages)
     return time.perf_counter() - start
 
 

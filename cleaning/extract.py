@@ -1,71 +1,143 @@
 """Extract: pages (url + html bytes) in, documents (id, url, text + metadata) out.
 
-Works on Arrow batches so that Ray Data's `map_batches` can spread it over cores and nodes. Every
-input row comes out once: kept rows have `drop_reason` null, the others say why they went.
+The batch function returns every input row once, in order: kept rows have `drop_reason` null, the
+others say why they went. One hostile page never fails a batch: pages over a size cap are not
+parsed (`html_too_large`), an exception while extracting one page drops that page
+(`extraction_error`), and a page whose extraction used more than its CPU budget is dropped
+(`extraction_timeout`, measured on the worker thread's CPU clock so that a loaded machine does not
+time out ordinary pages). Extraction settings, the fallback rule and the quality thresholds were
+chosen on the WCXB dev set with benchmarks/extraction_eval.py.
 """
 
 from __future__ import annotations
 
-import pyarrow as pa
-import trafilatura
-from w3lib.encoding import html_to_unicode
+import time
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import trafilatura
+from lxml.html import HtmlElement
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.html import HTMLTree
+
+from cleaning.encoding import decode_html
 from cleaning.filters import DocumentFilter, clean_text
-from crawler.urls import url_id
-from webtext.config import CleanConfig
-from webtext.schemas import DOCS
+from webtext.core.config import ExtractConfig
+from webtext.core.ids import url_id
+from webtext.core.schemas import DOCS, PAGES, PROVENANCE_FIELDS
+from webtext.core.stage import Resources, Stage, constant_default, null_default
+from webtext.core.tokenizer import gpt2_encoding
 
 DROP_REASON = pa.field("drop_reason", pa.string())
 EXTRACTED = DOCS.append(DROP_REASON)
 
+# Cheap title: the first of these that yields text (trafilatura's metadata pass costs ~20% of a page).
+TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h1//text()"]
 
-def decode_html(body: bytes, content_type: str | None) -> str:
-    """Decode with the charset from the BOM, the Content-Type header or <meta>, else detection (w3lib)."""
-    _, text = html_to_unicode(content_type or "", body)
-    return text
+
+def page_title(tree: HtmlElement) -> str | None:
+    for xpath in TITLE_XPATHS:
+        found = " ".join(str(part).strip() for part in tree.xpath(xpath)[:8]).strip()
+        if found:
+            return " ".join(found.split())[:1000]
+    return None
+
+
+def fallback_text(html: str) -> str:
+    """resiliparse's main-content text: rescues pages (often forums) that trafilatura misses."""
+    return extract_plain_text(
+        HTMLTree.parse(html), main_content=True, preserve_formatting=True, list_bullets=False,
+        alt_texts=False, links=False, form_fields=False, noscript=False, comments=True,
+    )
 
 
 class Extractor:
-    """trafilatura plus cleaning; a callable class so Ray actors build the language model once."""
+    """trafilatura (plus a measured fallback) and cleaning; the stage's batch function."""
 
-    def __init__(self, config: CleanConfig):
+    def __init__(self, config: ExtractConfig):
         self.config = config
         self.filter = DocumentFilter(config)
+        self.encoding = gpt2_encoding()
+
+    def text_and_title(self, html: str, url: str) -> tuple[str, str | None]:
+        c = self.config
+        tree = trafilatura.load_html(html)
+        if tree is None:
+            return "", None
+        title = None if c.full_metadata else page_title(tree)
+        result = trafilatura.bare_extraction(
+            tree, url=url, with_metadata=c.full_metadata, favor_precision=c.favor_precision,
+            favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables,
+        )
+        text = result.text if result is not None and result.text else ""
+        if c.full_metadata and result is not None:
+            title = result.title
+        if c.fallback:
+            other = fallback_text(html)
+            if len(other) > c.fallback_min_ratio * len(text):
+                text = other
+        return text, title
 
     def extract(self, row: dict) -> dict:
         """One pages row to one documents row (with `drop_reason` set when it is not kept)."""
         doc = {name: row.get(name) for name in EXTRACTED.names if name in row}
-        doc["id"] = url_id(row["url"])
-        doc["text"] = ""
-        status = row.get("status", "ok")
-        if status != "ok" or not row.get("html"):
+        doc.update(id="", text="", drop_reason=None)
+        url = row.get("url")
+        if not url or not isinstance(url, str):
+            doc.update(url="", drop_reason="invalid_url")
+            return doc
+        doc["id"] = url_id(url)
+        status = row.get("status") or "ok"
+        body = row.get("html")
+        if status != "ok" or not body:
             doc["drop_reason"] = status if status != "ok" else "empty_page"
             return doc
-        c = self.config
-        result = trafilatura.bare_extraction(
-            decode_html(row["html"], row.get("content_type")),
-            url=row.get("final_url") or row["url"],
-            favor_precision=c.favor_precision,
-            favor_recall=c.favor_recall,
-            include_comments=c.include_comments,
-            include_tables=c.include_tables,
-            with_metadata=True,
-        )
-        text = clean_text(result.text) if result is not None and result.text else ""
+        if len(body) > self.config.max_html_bytes:
+            doc["drop_reason"] = "html_too_large"
+            return doc
+        start = time.thread_time()
+        try:
+            html = decode_html(body, row.get("content_type"))
+            text, title = self.text_and_title(html, row.get("final_url") or url)
+            text = clean_text(text)
+        except Exception:  # one page's failure is that page's drop reason, never the batch's
+            doc["drop_reason"] = "extraction_error"
+            return doc
+        if time.thread_time() - start > self.config.time_budget_s:
+            doc["drop_reason"] = "extraction_timeout"
+            return doc
         if not text:
             doc["drop_reason"] = "extraction_failed"
             return doc
+        doc.update(text=text, title=title, n_words=len(text.split()), n_chars=len(text))
+        if text.count("\ufffd") > self.config.max_replacement_ratio * len(text):
+            doc["drop_reason"] = "bad_encoding"
+            return doc
         lang, score = self.filter.language(text)
-        doc.update(
-            text=text,
-            title=result.title,
-            language=lang,
-            language_score=score,
-            n_words=len(text.split()),
-            n_chars=len(text),
-            drop_reason=self.filter.reason(text, lang, score),
-        )
+        doc.update(language=lang, language_score=score, drop_reason=self.filter.reason(text, lang, score))
+        if doc["drop_reason"] is None:
+            doc["n_tokens"] = len(self.encoding.encode_ordinary(text))
         return doc
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        if "html" in batch.column_names and pa.types.is_string(batch.schema.field("html").type):
+            batch = batch.set_column(batch.column_names.index("html"), "html", pc.cast(batch.column("html"), pa.binary()))
         return pa.Table.from_pylist([self.extract(row) for row in batch.to_pylist()], schema=EXTRACTED)
+
+
+_FETCH = {f.name: f.type for f in PAGES}
+
+EXTRACT = Stage(
+    name="extract",
+    unit="pages",
+    required={"url": pa.string(), "html": pa.binary()},
+    optional={
+        "status": (pa.string(), constant_default("ok", pa.string())),
+        **{name: (_FETCH[name], null_default(_FETCH[name])) for name in ("content_type", "final_url", "fetched_at")},
+        **{f.name: (f.type, null_default(f.type)) for f in PROVENANCE_FIELDS if f.name != "url"},
+    },
+    output=DOCS,
+    setup=lambda config: Extractor(config),
+    resources=Resources(num_cpus=1, memory=1 << 30, batch_size=64),
+    description="main text of each page (trafilatura + resiliparse fallback), cleaned and filtered",
+)

@@ -1,35 +1,77 @@
-"""Crawl one partition of URLs with Scrapy and write its pages part file.
+"""Crawl: URLs in, one pages row per input row out, in small fixed work units that resume.
 
-A partition holds whole registered domains, so per-domain politeness holds across workers. Each
-partition runs in a fresh process (Twisted's reactor cannot be restarted), writes its part file
-atomically, and is skipped when the part file already exists: an interrupted crawl resumes.
+The plan (`crawl_plan`):
+1. split: each input file (Parquet with at least `url`, or a .txt list of URLs) is read in batches and
+   its rows are hashed by registered domain into `crawl.buckets` bucket files;
+2. units: one task per bucket cuts it into units of about `crawl.unit_urls` URLs, whole domains only, so
+   a domain is crawled by one unit at a time and per-domain politeness holds across the cluster;
+3. the unit list is recorded with the fingerprint of the inputs and config (`_scratch/units.json`): it
+   depends on neither the cluster size nor the order tasks ran in, so a rerun on any cluster reuses
+   exactly the finished units (`part-<unit>.parquet` present) and never mixes stale parts;
+4. crawl: one fresh process per unit (Twisted's reactor cannot restart) runs Scrapy; fetched pages
+   stream to small chunk files; a unit killed midway reads its chunks back on rerun and fetches only
+   the rest. The unit's part file is then written chunk by chunk, joined to the input rows by URL, so
+   a unit's HTML is never all in memory.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import sys
 import zlib
-from pathlib import Path
+from dataclasses import dataclass
+from collections import Counter
+from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from scrapy.crawler import CrawlerProcess
 
-from crawler.pipelines import FETCH
-from crawler.spider import PageSpider
-from webtext.config import CrawlConfig
-from webtext.schemas import PAGES, URLS
+from crawler.pipelines import FETCH, chunk_name
+from crawler.urls import registered_domain
+from webtext.core import storage
+from webtext.core.config import CrawlConfig
+from webtext.core.runner import InputError, Run, check_inputs, config_fingerprint, conform_input, input_fingerprint, text_lines_table
+from webtext.core.schemas import PAGES, PROVENANCE_FIELDS
+from webtext.core.stage import Resources, Stage, constant_default, null_default
+from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
 
+TEXT_SUFFIXES = (".txt",)
+READ_ROWS = 65_536
+UNITS_FILE = "units.json"
+ROW_GROUP_BYTES = 32 * 2**20  # HTML per row group of a unit's part file
+NULL_URL = "no_url"
 
-def partition_of(domain: str, partitions: int) -> int:
-    """Stable partition of a registered domain (crc32: the same on every node and run)."""
-    return zlib.crc32(domain.encode()) % partitions
+
+def domain_of(url: str | None) -> str | None:
+    """Registered domain of a URL's host; None for a URL without one."""
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return registered_domain(host) if host else None
 
 
-def scrapy_settings(config: CrawlConfig, fetch_path: Path) -> dict:
+def _domains(batch: pa.Table) -> pa.Array:
+    return pa.array([domain_of(u) for u in batch.column("url").to_pylist()], pa.string())
+
+
+PROVENANCE = pa.schema(PROVENANCE_FIELDS)
+CRAWL_OPTIONAL = {
+    "domain": (pa.string(), _domains),
+    **{f.name: (f.type, null_default(f.type)) for f in PROVENANCE_FIELDS if f.name not in ("url", "domain", "karma")},
+    "karma": (pa.int64(), constant_default(0, pa.int64())),
+}
+
+
+def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
     """Scrapy settings from the crawl config; everything politeness and safety depend on is explicit."""
     return {
         "BOT_NAME": "webtext",
@@ -37,16 +79,21 @@ def scrapy_settings(config: CrawlConfig, fetch_path: Path) -> dict:
         "ROBOTSTXT_OBEY": config.obey_robots_txt,
         "CONCURRENT_REQUESTS": config.concurrent_requests,
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrent_requests_per_domain,
+        "CONCURRENT_ITEMS": 1,  # one item per response: more only spawns idle tasks per response
         "DOWNLOAD_DELAY": config.download_delay_s,
+        "RANDOMIZE_DOWNLOAD_DELAY": True,
         "AUTOTHROTTLE_ENABLED": config.autothrottle,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(config.concurrent_requests_per_domain),
         "DOWNLOAD_TIMEOUT": config.timeout_s,
         "RETRY_ENABLED": config.retries > 0,
         "RETRY_TIMES": config.retries,
         "REDIRECT_MAX_TIMES": config.max_redirects,
         "DOWNLOAD_MAXSIZE": config.max_bytes,  # also caps the decompressed size (gzip bombs)
         "DOWNLOAD_WARNSIZE": 0,
+        "DNSCACHE_ENABLED": True,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
+        "LOGSTATS_INTERVAL": 0,
         "LOG_LEVEL": "ERROR",
         "LOG_INSTALL_ROOT_HANDLER": False,
         "HTTPERROR_ALLOW_ALL": False,
@@ -54,57 +101,346 @@ def scrapy_settings(config: CrawlConfig, fetch_path: Path) -> dict:
             "crawler.middlewares.AddressGuardMiddleware": 50,
             "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
             "crawler.middlewares.RobotsTxtMiddleware": 100,
+            "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+            "crawler.middlewares.RetryAfterMiddleware": 550,
         },
-        "ITEM_PIPELINES": {"crawler.pipelines.ParquetPagesPipeline": 100},
+        "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
-        "WEBTEXT_FETCH_PATH": str(fetch_path),
+        "WEBTEXT_RETRY_AFTER_MAX_S": config.retry_after_max_s,
+        "WEBTEXT_FETCH_DIR": fetch_dir,
+        "WEBTEXT_CHUNK_ROWS": config.checkpoint_rows,
+        "WEBTEXT_CHUNK_SECONDS": config.checkpoint_s,
     }
 
 
-def crawl_urls(urls: list[str], config: CrawlConfig, fetch_path: Path) -> None:
-    """Fetch `urls` with Scrapy in this process, streaming results to `fetch_path`. Call once per process."""
-    process = CrawlerProcess(scrapy_settings(config, fetch_path))
+def crawl_urls(urls: list[str], config: CrawlConfig, fetch_dir: str, **settings) -> None:
+    """Fetch `urls` with Scrapy in this process, streaming results to chunk files. Once per process."""
+    from scrapy.crawler import CrawlerProcess  # installs a reactor: only in the unit's own process
+
+    from crawler.spider import PageSpider
+
+    process = CrawlerProcess(scrapy_settings(config, fetch_dir) | settings)
     process.crawl(PageSpider, urls=urls)
     process.start(install_signal_handlers=False)
 
 
-def crawl_partition(urls: pa.Table, config: CrawlConfig, part_path: Path) -> dict[str, int]:
-    """Crawl the URLs of one partition and write their pages, one row per input URL, to `part_path`.
-
-    Returns the count of each terminal status.
-    """
-    part_path = Path(part_path)
-    fetch_path = part_path.with_name(part_path.name + ".fetch.tmp")
-    crawl_urls(urls.column("url").to_pylist(), config, fetch_path)
-    pages = align_to_urls(urls, pq.read_table(fetch_path))
-    tmp_path = part_path.with_name(part_path.name + ".tmp")
-    pq.write_table(pages, tmp_path, compression="zstd")
-    os.replace(tmp_path, part_path)
-    fetch_path.unlink()
-    return {s: n for s, n in zip(*_value_counts(pages.column("status")))}
+# -- step 1: split inputs into domain buckets -------------------------------------------------------
 
 
-def align_to_urls(urls: pa.Table, fetched: pa.Table) -> pa.Table:
-    """Join fetch results to the input rows: exactly one pages row per input URL, in input order.
+@dataclass(frozen=True)
+class SplitTask:
+    source: str  # a Parquet or .txt file
+    index: int
+    buckets: int
+    folder: str
+
+
+def _batches(source: str):
+    if source.endswith(TEXT_SUFFIXES):
+        table = text_lines_table(source, "url")
+        yield from table.to_batches(READ_ROWS)
+        return
+    with storage.open_input(source) as f:
+        reader = pq.ParquetFile(f)
+        names = [n for n in CRAWL.input_columns() if n in reader.schema_arrow.names]
+        yield from reader.iter_batches(READ_ROWS, columns=names)
+
+
+def split_task(task: SplitTask) -> dict:
+    """Rows of one input file into bucket files by registered domain; returns counts."""
+    rows = dropped = 0
+    filled: set[int] = set()
+    for n, batch in enumerate(_batches(task.source)):
+        table = conform_input(CRAWL, pa.Table.from_batches([batch]))
+        rows += table.num_rows
+        urls = table.column("url")
+        missing = pc.or_(pc.is_null(urls), pc.equal(urls, ""))
+        missing = pc.fill_null(missing, True)
+        if pc.any(missing).as_py():
+            bad = pc.sum(missing).as_py()
+            log.warning("%s: %d rows without a URL, counted as %s", task.source, bad, NULL_URL)
+            dropped += bad
+            table = table.filter(pc.invert(missing))
+        domains = table.column("domain")
+        if domains.null_count:  # a present `domain` column with gaps: compute them
+            computed = _domains(table)
+            table = table.set_column(table.column_names.index("domain"), "domain", pc.coalesce(domains, computed))
+        table = table.select(PROVENANCE.names).cast(PROVENANCE)
+        keys = [zlib.crc32((d or "").encode()) % task.buckets for d in table.column("domain").to_pylist()]
+        ids = pa.array(keys, pa.int32())
+        order = pc.sort_indices(ids)
+        table, ids = table.take(order), ids.take(order)
+        values, counts = pc.value_counts(ids).flatten()
+        start = 0
+        for bucket, count in sorted(zip(values.to_pylist(), counts.to_pylist())):
+            path = storage.join(task.folder, f"b{bucket:05d}", f"f{task.index:05d}-{n:05d}.parquet")
+            storage.write_parquet(path, table.slice(start, count), compression="zstd")
+            start += count
+            filled.add(bucket)
+    return {"rows": rows, "dropped": dropped, "buckets": sorted(filled)}
+
+
+# -- step 2: cut buckets into units -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitsTask:
+    bucket: str  # folder of one bucket's rows
+    units: str  # folder of unit input files
+    unit_urls: int
+
+
+def units_task(task: UnitsTask) -> list[dict]:
+    """Cut a bucket into units of whole domains, about `unit_urls` rows each (a bigger domain alone)."""
+    tables = []
+    for location in storage.list_files(task.bucket, (".parquet",)):
+        with storage.open_input(location) as f:
+            tables.append(pq.read_table(f))
+    rows = pa.concat_tables(tables).sort_by([("domain", "ascending"), ("url", "ascending")])
+    name = storage.name(task.bucket)
+    domains = rows.column("domain").to_pylist()
+    units, start = [], 0
+    while start < len(domains):
+        end = min(start + task.unit_urls, len(domains))
+        while end < len(domains) and domains[end] == domains[end - 1]:
+            end += 1  # finish the domain
+        if end - start > task.unit_urls and domains[start] != domains[end - 1]:
+            end = start + 1  # the unit would be too big: end it before the domain that overflowed
+            while domains[end] == domains[start]:
+                end += 1
+            # take every whole domain that still fits
+            while end < len(domains):
+                nxt = end
+                while nxt < len(domains) and domains[nxt] == domains[end]:
+                    nxt += 1
+                if nxt - start > task.unit_urls:
+                    break
+                end = nxt
+        unit = f"{name}-u{len(units):04d}"
+        storage.write_parquet(storage.join(task.units, f"{unit}.parquet"), rows.slice(start, end - start), compression="zstd")
+        units.append({"name": unit, "rows": end - start})
+        start = end
+    return units
+
+
+# -- step 3: crawl one unit -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UnitTask:
+    name: str
+    rows: str  # the unit's input rows
+    fetch: str  # folder of its fetch chunks
+    part: str  # its output part file
+    config: CrawlConfig
+    progress: bool = False
+    niceness: int = 0
+
+
+def fetched_urls(fetch_dir: str) -> tuple[set[str], int]:
+    """URLs already in a unit's chunk files, and the next chunk number."""
+    done: set[str] = set()
+    chunks = storage.list_files(fetch_dir, (".parquet",)) if storage.exists(fetch_dir) else []
+    for location in chunks:
+        with storage.open_input(location) as f:
+            done.update(pq.read_table(f, columns=["url"]).column("url").to_pylist())
+    last = max((int(storage.name(c)[1:7]) for c in chunks), default=-1)
+    return done, last + 1
+
+
+def crawl_unit(task: UnitTask) -> dict:
+    """Fetch a unit's URLs (those not already in its chunks), then write its part file."""
+    try:  # Ray starts workers at a lower priority than the driver; a crawl should not lag behind it
+        os.setpriority(os.PRIO_PROCESS, 0, task.niceness)
+    except OSError:
+        pass
+    with storage.open_input(task.rows) as f:
+        rows = pq.read_table(f)
+    capped = _over_cap(rows, task.config.max_urls_per_domain)
+    done, next_chunk = fetched_urls(task.fetch)
+    wanted = [u for u in dict.fromkeys(rows.column("url").to_pylist()) if u not in done and u not in capped]
+    if wanted:
+        crawl_urls(
+            wanted, task.config, task.fetch, WEBTEXT_FIRST_CHUNK=next_chunk, WEBTEXT_UNIT_TOTAL=len(wanted),
+            WEBTEXT_UNIT=task.name, WEBTEXT_PROGRESS=task.progress,
+        )
+    statuses = write_part(rows, task.fetch, task.part, capped)
+    storage.delete(task.fetch)
+    return {"name": task.name, "rows": rows.num_rows, "statuses": statuses, "refetch_skipped": len(done)}
+
+
+def _over_cap(rows: pa.Table, cap: int | None) -> set[str]:
+    """URLs past the first `cap` of their domain (rows are sorted by domain and URL, so it is stable)."""
+    if cap is None:
+        return set()
+    per_domain: Counter = Counter()
+    kept: set[str] = set()
+    over: set[str] = set()
+    for url, domain in zip(rows.column("url").to_pylist(), rows.column("domain").to_pylist()):
+        if url in kept or url in over:
+            continue
+        if per_domain[domain] < cap:
+            per_domain[domain] += 1
+            kept.add(url)
+        else:
+            over.add(url)
+    return over
+
+
+def write_part(rows: pa.Table, fetch_dir: str, part: str, capped: set[str]) -> dict[str, int]:
+    """Join the fetch chunks to the input rows (one pages row per input row) chunk by chunk.
 
     A URL Scrapy produced no item for (which would be a bug) gets status "lost" rather than vanishing.
     """
-    by_url: dict[str, int] = {}
-    for i, url in enumerate(fetched.column("url").to_pylist()):
-        by_url.setdefault(url, i)
-    missing = [u for u in urls.column("url").to_pylist() if u not in by_url]
-    if missing:
-        log.error("%d URLs produced no crawl result, e.g. %s", len(missing), missing[0])
-        lost = pa.Table.from_pylist([{"url": u, "status": "lost"} for u in missing], schema=FETCH)
-        fetched = pa.concat_tables([fetched, lost])
-        by_url.update({u: fetched.num_rows - len(missing) + i for i, u in enumerate(missing)})
-    order = pa.array([by_url[u] for u in urls.column("url").to_pylist()], pa.int64())
-    rows = fetched.take(order)
-    columns = {name: urls.column(name) for name in URLS.names}
-    columns.update({name: rows.column(name) for name in FETCH.names if name != "url"})
+    index: dict[str, list[int]] = {}
+    for i, url in enumerate(rows.column("url").to_pylist()):
+        index.setdefault(url, []).append(i)
+    statuses: Counter = Counter()
+    chunks = storage.list_files(fetch_dir, (".parquet",)) if storage.exists(fetch_dir) else []
+    with storage.parquet_writer(part, PAGES, compression="zstd") as writer:
+        pending: list[pa.Table] = []
+        size = 0
+        for location in chunks:
+            with storage.open_input(location) as f:
+                fetched = pq.read_table(f)
+            take_rows, take_fetch = [], []
+            for j, url in enumerate(fetched.column("url").to_pylist()):
+                for i in index.pop(url, ()):  # pop: a URL written twice counts once
+                    take_rows.append(i)
+                    take_fetch.append(j)
+            if take_rows:
+                pending.append(_pages(rows.take(take_rows), fetched.take(take_fetch)))
+                size += pending[-1].nbytes
+            if size >= ROW_GROUP_BYTES:
+                _write(writer, pending, statuses)
+                pending, size = [], 0
+        _write(writer, pending, statuses)
+        if index:
+            left = sorted(i for ids in index.values() for i in ids)
+            rest = rows.take(left)
+            status = ["domain_cap" if u in capped else "lost" for u in rest.column("url").to_pylist()]
+            lost = status.count("lost")
+            if lost:
+                log.error("%s: %d URLs produced no crawl result", part, lost)
+            fetched = pa.table({"url": rest.column("url"), "status": pa.array(status, pa.string())})
+            _write(writer, [_pages(rest, fetched)], statuses)
+    return dict(statuses)
+
+
+def _pages(rows: pa.Table, fetched: pa.Table) -> pa.Table:
+    columns = {name: rows.column(name) for name in PROVENANCE.names}
+    for f in FETCH:
+        if f.name != "url":
+            columns[f.name] = fetched.column(f.name) if f.name in fetched.column_names else pa.nulls(fetched.num_rows, f.type)
     return pa.table(columns, schema=PAGES)
 
 
-def _value_counts(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
-    counts = column.value_counts()
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+def _write(writer, tables: list[pa.Table], statuses: Counter) -> None:
+    if not tables:
+        return
+    table = pa.concat_tables(tables)
+    writer.write_table(table)
+    values, counts = table.column("status").value_counts().flatten()
+    statuses.update(dict(zip(values.to_pylist(), counts.to_pylist())))
+
+
+def part_statuses(part: str) -> dict[str, int]:
+    with storage.open_input(part) as f:
+        column = pq.read_table(f, columns=["status"]).column("status")
+    values, counts = column.value_counts().flatten()
+    return dict(zip(values.to_pylist(), counts.to_pylist()))
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def crawl_sources(stage: Stage, inputs: list[str]) -> tuple[list[str], int]:
+    """Parquet files (checked for a `url` column) and .txt URL lists of the inputs, and about how many
+    URLs they hold (exact for Parquet, from the size for text)."""
+    sources, parquet, estimate = [], [], 0
+    for location in inputs:
+        if location.endswith(TEXT_SUFFIXES) and storage.is_file(location):
+            sources.append(location)
+            estimate += storage.size(location) // 50 + 1
+            continue
+        try:
+            files = storage.parquet_files(location)
+        except OSError as exc:
+            raise InputError(f"{stage.name}: {exc}") from exc
+        parquet += files
+        sources += files
+    return sources, estimate + check_inputs(stage, parquet)
+
+
+def bucket_count(config: CrawlConfig, urls: int) -> int:
+    """`crawl.buckets`, fewer for a small input so that units are not needlessly small (a unit is a
+    process, and holds whole domains only)."""
+    return max(1, min(config.buckets, -(-urls // config.unit_urls)))
+
+
+def crawl_plan(run: Run) -> StageStats:
+    config: CrawlConfig = run.config
+    stats = run.stats
+    sources, estimate = crawl_sources(run.stage, run.inputs)
+    digest = hashlib.sha256(json.dumps([input_fingerprint(run.inputs), config_fingerprint(config)], default=str).encode()).hexdigest()
+    record = storage.join(run.scratch, UNITS_FILE)
+    plan = storage.read_json(record) if storage.exists(record) else None
+    if plan is None or plan.get("fingerprint") != digest:
+        for location in storage.list_files(run.out, recursive=False):
+            storage.delete(location)  # parts of another input or config: never mixed with these
+        storage.delete(run.scratch)
+        plan = _make_units(run, sources, bucket_count(config, estimate), digest)
+        storage.write_json(record, plan)
+    else:
+        print(f"crawl: resuming {len(plan['units'])} units recorded in {record}", file=sys.stderr, flush=True)
+    storage.delete_temporaries(run.out)
+    stats.input = plan["input"]
+    if plan["dropped"]:
+        stats.dropped[NULL_URL] += plan["dropped"]
+    todo = []
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)
+    progress = sys.stderr.isatty()
+    for unit in plan["units"]:
+        part = storage.join(run.out, f"part-{unit['name']}.parquet")
+        if storage.exists(part):
+            stats.output += unit["rows"]
+            stats.outcomes.update(part_statuses(part))
+            continue
+        rows = storage.join(run.scratch, "units", f"{unit['name']}.parquet")
+        todo.append(UnitTask(unit["name"], rows, storage.join(run.scratch, "fetch", unit["name"]), part, config, progress, niceness))
+    for result in run.tasks(crawl_unit, todo, Resources(num_cpus=1, isolated=True), desc="crawl units"):
+        stats.output += result["rows"]
+        stats.outcomes.update(result["statuses"])
+    if not plan["units"]:
+        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), PAGES.empty_table())
+    return stats
+
+
+def _make_units(run: Run, sources: list[str], buckets: int, digest: str) -> dict:
+    config: CrawlConfig = run.config
+    split = storage.join(run.scratch, "split")
+    results = run.tasks(split_task, [SplitTask(s, i, buckets, split) for i, s in enumerate(sources)], desc="split by domain")
+    filled = sorted({b for r in results for b in r["buckets"]})  # the driver never lists the split files
+    units_dir = storage.join(run.scratch, "units")
+    cut = run.tasks(units_task, [UnitsTask(storage.join(split, f"b{b:05d}"), units_dir, config.unit_urls) for b in filled], desc="cut units")
+    storage.delete(split)
+    units = [u for bucket in cut for u in bucket]
+    return {
+        "fingerprint": digest,
+        "input": sum(r["rows"] for r in results),
+        "dropped": sum(r["dropped"] for r in results),
+        "units": units,
+    }
+
+
+CRAWL = Stage(
+    name="crawl",
+    unit="urls",
+    required={"url": pa.string()},
+    optional=CRAWL_OPTIONAL,
+    output=PAGES,
+    plan=crawl_plan,
+    resources=Resources(num_cpus=1, isolated=True),
+    resumable=True,
+    description="URLs -> one pages row per URL (status, HTML), fetched politely with Scrapy",
+)

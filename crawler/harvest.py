@@ -1,36 +1,49 @@
 """Harvest: Reddit submission dumps in, one row per qualifying outbound URL out.
 
 Reads Pushshift/Arctic-Shift NDJSON (.zst with a 2**31 window, .xz, .bz2, .gz, plain) as a stream,
-decodes each line into a typed record (msgspec), classifies it under exactly one reason, and merges
-submissions of the same normalized URL into one row that keeps all their provenance.
+decodes it a chunk of lines at a time into typed records (msgspec), classifies each under exactly one
+reason, and merges the submissions of each normalized URL into one row that keeps all their provenance.
+
+At scale the work is split three ways (`harvest_plan`): one task per dump file, or per byte range of a
+large plain NDJSON file; each task writes its candidates into K hash buckets by URL on storage; one
+task per bucket groups its bucket in bounded memory and writes its part of the URL dataset. The driver
+only sees counts.
 """
 
 from __future__ import annotations
 
 import bz2
 import gzip
-import io
 import logging
 import lzma
+import math
+import zlib
 from collections import Counter
-from pathlib import Path
+from dataclasses import dataclass
 from typing import IO, Iterator
-from urllib.parse import urlsplit
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import zstandard
 
-from crawler.urls import InvalidURL, host_in, normalize_url, registered_domain
-from webtext.config import HarvestConfig
-from webtext.schemas import URLS
-from webtext.stats import StageStats
+from crawler.urls import InvalidURL, UrlNormalizer, host_in, registered_domain
+from webtext.core import storage
+from webtext.core.config import HarvestConfig
+from webtext.core.runner import InputError, Run
+from webtext.core.schemas import URLS
+from webtext.core.stage import Resources, Stage
+from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
 
 DUMP_SUFFIXES = (".zst", ".xz", ".bz2", ".gz", ".jsonl", ".json", ".ndjson")
+PLAIN_SUFFIXES = (".jsonl", ".json", ".ndjson")
 ZSTD_MAX_WINDOW = 2**31  # real Pushshift dumps are packed with --long=31
+READ_BYTES = 1 << 20  # compressed bytes per read
+FLUSH_ROWS = 200_000  # candidates buffered by a task before they go to their bucket files
+TRUNCATED = "truncated_dump"
 
 CANDIDATE = pa.schema(
     [
@@ -45,8 +58,11 @@ CANDIDATE = pa.schema(
 )
 
 
-class Submission(msgspec.Struct):
-    """The fields harvest needs; every era's dumps have a subset of them, in varying types."""
+class Submission(msgspec.Struct, gc=False):
+    """The fields harvest needs; every era's dumps have a subset of them, in varying types.
+
+    gc=False: the fields hold no references to containers, so the collector can skip the records.
+    """
 
     id: str | None = None
     url: str | None = None
@@ -58,62 +74,224 @@ class Submission(msgspec.Struct):
     created_utc: int | float | str | None = None
 
 
-class DumpError(OSError):
-    """A dump file that cannot be opened or decompressed at all."""
+class DumpError(InputError):
+    """A dump file that cannot be read to its end: unreadable, corrupt, truncated or empty (exit 2)."""
 
 
-def dump_files(inputs: list[Path]) -> list[Path]:
+def dump_files(inputs: list[str]) -> list[str]:
     """Expand folders to the dump files inside them, sorted, so a harvest is reproducible."""
-    files: list[Path] = []
-    for path in map(Path, inputs):
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(DUMP_SUFFIXES))
-        elif path.is_file():
-            files.append(path)
+    files: list[str] = []
+    for location in map(storage.normalize, inputs):
+        if storage.is_dir(location):
+            files += storage.list_files(location, DUMP_SUFFIXES)
+        elif storage.is_file(location):
+            files.append(location)
         else:
-            raise DumpError(f"{path}: no such dump file or folder")
+            raise DumpError(f"{location}: no such dump file or folder")
     if not files:
-        raise DumpError(f"no dump files in {', '.join(map(str, inputs))}")
+        raise DumpError(f"no dump files ({', '.join(DUMP_SUFFIXES)}) in {', '.join(map(str, inputs))}")
     return files
 
 
-def open_dump(path: Path) -> IO[bytes]:
-    """A binary stream of the decompressed NDJSON; constant memory whatever the file size."""
-    name = path.name
-    if name.endswith(".zst"):
-        reader = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(open(path, "rb"))
-        return io.BufferedReader(reader, buffer_size=1 << 20)
-    if name.endswith(".xz"):
-        return lzma.open(path, "rb")
-    if name.endswith(".bz2"):
-        return bz2.open(path, "rb")
-    if name.endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+# -- reading a dump ---------------------------------------------------------------------------------
 
 
-def read_submissions(path: Path, stats: StageStats) -> Iterator[tuple[int, Submission]]:
-    """Yield (line number, record); malformed lines are counted and logged with file and line."""
+class _Counting:
+    """A raw stream that knows how many compressed bytes were read (for error offsets)."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw, self.offset = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.offset += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seek(self, offset: int) -> None:
+        self.raw.seek(offset)
+        self.offset = offset
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _zstd_chunks(raw: _Counting, location: str) -> Iterator[bytes]:
+    """Decompressed bytes of every zstd frame; a frame cut short raises instead of ending quietly
+    (zstandard's stream reader reports EOF on a truncated frame)."""
+    dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+    dobj, fed = dctx.decompressobj(), False
+    while True:
+        data = raw.read(READ_BYTES)
+        if not data:
+            break
+        while data:
+            try:
+                out = dobj.decompress(data)
+            except zstandard.ZstdError as exc:
+                raise DumpError(f"{location}: corrupt zstd data near compressed byte {raw.offset}: {exc}") from None
+            fed = True
+            if out:
+                yield out
+            if not dobj.eof:
+                break
+            data = dobj.unused_data  # the next frame starts here
+            dobj, fed = dctx.decompressobj(), False
+    if fed and not dobj.eof:
+        raise EOFError(f"zstd frame ends early at compressed byte {raw.offset}")
+
+
+def _stream_chunks(opener, raw: _Counting) -> Iterator[bytes]:
+    with opener(raw) as stream:
+        while chunk := stream.read(READ_BYTES):
+            yield chunk
+
+
+def decompressed_chunks(location: str, raw: _Counting) -> Iterator[bytes]:
+    """Decompressed bytes of a dump in chunks; EOFError when the compressed stream ends early."""
+    if location.endswith(".zst"):
+        return _zstd_chunks(raw, location)
+    if location.endswith(".xz"):
+        return _stream_chunks(lambda f: lzma.open(f, "rb"), raw)
+    if location.endswith(".bz2"):
+        return _stream_chunks(lambda f: bz2.open(f, "rb"), raw)
+    if location.endswith(".gz"):
+        return _stream_chunks(lambda f: gzip.open(f, "rb"), raw)
+    return iter(lambda: raw.read(READ_BYTES), b"")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """The part of a dump one task reads: a whole file, or lines starting in [start, end) of a plain one."""
+
+    location: str
+    start: int = 0
+    end: int | None = None
+
+    def where(self, line: int) -> str:
+        return f"{self.location}:{line}" if self.start == 0 else f"{self.location}:{line} of the range from byte {self.start}"
+
+
+def _plain_range(raw: "_Counting", piece: Slice) -> Iterator[bytes]:
+    """Bytes of the lines that start in [start, end): the line straddling `start` belongs to the
+    previous range, the one straddling `end` is finished here."""
+    pos, data = 0, b""
+    raw.seek(max(0, piece.start - 1))
+    if piece.start:
+        pos = piece.start - 1
+        while True:
+            block = raw.read(65536)
+            if not block:
+                return
+            newline = block.find(b"\n")
+            if newline >= 0:
+                pos, data = pos + newline + 1, block[newline + 1:]
+                break
+            pos += len(block)
+        if pos >= piece.end:
+            return
+    while True:
+        limit = piece.end - 1 - pos  # index in `data` of the range's last byte (< 0: past it)
+        if limit < len(data):
+            newline = data.find(b"\n", max(0, limit))
+            if newline >= 0:
+                yield data[: newline + 1]
+                return
+        yield data
+        pos += len(data)
+        data = raw.read(READ_BYTES)
+        if not data:
+            return
+
+
+def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> Iterator[list[Submission]]:
+    """Batches of decoded records; malformed lines are counted and logged with file and line.
+
+    A dump that ends early or has a corrupt frame raises DumpError naming the offset and line reached,
+    unless `on_truncated: warn`, which counts the lost tail as `truncated_dump` and logs it.
+    """
     decoder = msgspec.json.Decoder(Submission)
+    location = piece.location
+    line = 0
+    tail = b""
     try:
-        with open_dump(path) as stream:
-            for lineno, line in enumerate(stream, 1):
-                if not line.strip():
-                    continue
+        handle = storage.open_input(location) if piece.end is not None else storage.open_input_stream(location)
+    except OSError as exc:
+        raise DumpError(f"{location}: cannot open dump: {exc}") from None
+    raw = _Counting(handle)
+    try:
+        chunks = _plain_range(raw, piece) if piece.end is not None else decompressed_chunks(location, raw)
+        for chunk in chunks:
+            buffer = tail + chunk if tail else chunk
+            cut = buffer.rfind(b"\n")
+            if cut < 0:
+                tail = buffer
+                continue
+            tail = buffer[cut + 1:]
+            complete = buffer[: cut + 1]
+            yield _decode(decoder, complete, piece, line, stats)
+            line += complete.count(b"\n")
+        if tail.strip():
+            try:
+                record = decoder.decode(tail)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                if location.endswith(PLAIN_SUFFIXES):
+                    raise EOFError(f"the last line ends without a newline in the middle of a record") from None
+                record = None
+            if record is not None:
                 stats.input += 1
-                try:
-                    yield lineno, decoder.decode(line)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                    stats.dropped["malformed"] += 1
-                    log.warning("%s:%d: malformed submission: %s", path, lineno, exc)
-    except (OSError, EOFError, lzma.LZMAError, zstandard.ZstdError) as exc:
-        raise DumpError(f"{path}: cannot read dump: {exc}") from exc
+                yield [record]
+            else:
+                yield _decode(decoder, tail, piece, line, stats)
+            line += 1
+    except EOFError as exc:
+        _truncated(f"{location}: dump ends early (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats)
+    except (OSError, lzma.LZMAError, zstandard.ZstdError) as exc:
+        _truncated(f"{location}: corrupt dump (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats)
+    finally:
+        raw.close()
+    if line == 0 and piece.start == 0 and stats.input == 0:
+        _truncated(f"{location}: empty dump (no records)", config, stats, lost=0)
+
+
+def _truncated(message: str, config: HarvestConfig, stats: StageStats, lost: int = 1) -> None:
+    if config.on_truncated == "error":
+        raise DumpError(message + " (set harvest.on_truncated: warn to keep what was read)")
+    log.warning("%s; kept what was read (on_truncated: warn)", message)
+    stats.input += lost
+    stats.dropped[TRUNCATED] += lost
+
+
+def _decode(decoder: msgspec.json.Decoder, data: bytes, piece: Slice, line: int, stats: StageStats) -> list[Submission]:
+    """All lines of a chunk at once (msgspec's NDJSON decoder); line by line when one is malformed."""
+    try:
+        records = decoder.decode_lines(data)
+        stats.input += len(records)
+        return records
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        pass
+    records = []
+    for number, text in enumerate(data.split(b"\n"), line + 1):
+        if not text.strip():
+            continue
+        stats.input += 1
+        try:
+            records.append(decoder.decode(text))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            stats.dropped["malformed"] += 1
+            log.warning("%s: malformed submission: %s", piece.where(number), exc)
+    return records
+
+
+# -- classifying a submission -----------------------------------------------------------------------
 
 
 def created_seconds(value: int | float | str | None) -> int | None:
     """created_utc was an int, a float and a numeric string in different eras."""
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     try:
         return int(float(value))
     except ValueError:
@@ -131,6 +309,47 @@ class SubmissionFilter:
         self.blocked = frozenset(config.blocked_domains)
         self.subreddits = frozenset(s.lower() for s in config.blocked_subreddits)
         self.extensions = tuple(config.file_extensions)
+        self.hosts: dict[str, tuple[str | None, str]] = {}  # host -> (drop reason, registered domain)
+        self.urls: dict[str, tuple[str, str | None, str | None]] = {}  # raw URL -> its classification
+        self.normalizer = UrlNormalizer(config.tracking_params, cache_size=16)  # the URL cache is `urls`
+
+    def url_class(self, raw: str) -> tuple[str, str | None, str | None]:
+        """The part of `classify` that depends on the URL alone, cached (URLs repeat)."""
+        try:
+            url, host, path = self.normalizer.split(raw)
+        except InvalidURL:
+            known = ("invalid_url", None, None)
+        else:
+            reason, domain = self.host_class(host)
+            if reason:
+                known = (reason, None, None)
+            elif path.lower().endswith(self.extensions):
+                known = ("file_extension", None, None)
+            else:
+                known = ("candidate", url, domain)
+        if len(self.urls) > 1 << 18:
+            self.urls.clear()
+        self.urls[raw] = known
+        return known
+
+    def host_class(self, host: str) -> tuple[str | None, str]:
+        known = self.hosts.get(host)
+        if known is None:
+            if host_in(host, self.reddit):
+                reason = "reddit_link"
+            elif host_in(host, self.wikipedia):
+                reason = "wikipedia"
+            elif host_in(host, self.media):
+                reason = "media_domain"
+            elif host_in(host, self.blocked):
+                reason = "blocked_domain"
+            else:
+                reason = None
+            known = (reason, registered_domain(host))
+            if len(self.hosts) > 1 << 20:
+                self.hosts.clear()
+            self.hosts[host] = known
+        return known
 
     def classify(self, sub: Submission) -> tuple[str, str | None, str | None]:
         """(reason, url, domain); reason is "candidate" when the submission contributes its URL."""
@@ -141,50 +360,96 @@ class SubmissionFilter:
             return "no_url", None, None
         if c.drop_nsfw and sub.over_18:
             return "nsfw", None, None
-        created = created_seconds(sub.created_utc)
-        if (c.start_utc is not None or c.end_utc is not None) and created is None:
-            return "no_date", None, None
-        if c.start_utc is not None and created < c.start_utc or c.end_utc is not None and created >= c.end_utc:
-            return "out_of_window", None, None
-        if sub.subreddit and sub.subreddit.lower() in self.subreddits:
+        if c.start_utc is not None or c.end_utc is not None:
+            created = created_seconds(sub.created_utc)
+            if created is None:
+                return "no_date", None, None
+            if c.start_utc is not None and created < c.start_utc or c.end_utc is not None and created >= c.end_utc:
+                return "out_of_window", None, None
+        if self.subreddits and sub.subreddit and sub.subreddit.lower() in self.subreddits:
             return "blocked_subreddit", None, None
-        try:
-            url = normalize_url(sub.url, c.tracking_params)
-        except InvalidURL:
-            return "invalid_url", None, None
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if host_in(host, self.reddit):
-            return "reddit_link", None, None
-        if host_in(host, self.wikipedia):
-            return "wikipedia", None, None
-        if host_in(host, self.media):
-            return "media_domain", None, None
-        if host_in(host, self.blocked):
-            return "blocked_domain", None, None
-        if parts.path.lower().endswith(self.extensions):
-            return "file_extension", None, None
-        return "candidate", url, registered_domain(host)
+        known = self.urls.get(sub.url)
+        if known is None:
+            known = self.url_class(sub.url)
+        return known
 
 
-def harvest_file(path: Path, config: HarvestConfig) -> tuple[pa.Table, StageStats]:
-    """Candidate submissions of one dump file, with the counts of those it dropped."""
-    stats = StageStats("harvest", "submissions")
+# -- one dump (or a slice of one) -> candidates in buckets ------------------------------------------
+
+
+def iter_candidates(piece: Slice, config: HarvestConfig, stats: StageStats, batch_rows: int = FLUSH_ROWS) -> Iterator[pa.Table]:
+    """Candidate submissions of a dump slice as Arrow tables of at most about `batch_rows` rows."""
     keep = SubmissionFilter(config)
     columns: dict[str, list] = {name: [] for name in CANDIDATE.names}
-    for _, sub in read_submissions(Path(path), stats):
-        reason, url, domain = keep.classify(sub)
-        if reason != "candidate":
-            stats.dropped[reason] += 1
-            continue
-        columns["url"].append(url)
-        columns["domain"].append(domain)
-        columns["reddit_id"].append(sub.id)
-        columns["subreddit"].append(sub.subreddit)
-        columns["score"].append(int(sub.score or 0))
-        columns["title"].append(sub.title)
-        columns["created_utc"].append(created_seconds(sub.created_utc))
-    return pa.table(columns, schema=CANDIDATE), stats
+    urls, domains, ids, subreddits = columns["url"], columns["domain"], columns["reddit_id"], columns["subreddit"]
+    scores, titles, created = columns["score"], columns["title"], columns["created_utc"]
+    dropped = stats.dropped
+    for records in read_submissions(piece, config, stats):
+        for sub in records:
+            reason, url, domain = keep.classify(sub)
+            if reason != "candidate":
+                dropped[reason] += 1
+                continue
+            urls.append(url)
+            domains.append(domain)
+            ids.append(sub.id)
+            subreddits.append(sub.subreddit)
+            scores.append(int(sub.score or 0))
+            titles.append(sub.title)
+            created.append(created_seconds(sub.created_utc))
+        if len(urls) >= batch_rows:
+            yield pa.table(columns, schema=CANDIDATE)
+            for values in columns.values():
+                values.clear()
+    if urls:
+        yield pa.table(columns, schema=CANDIDATE)
+
+
+def harvest_file(location: str, config: HarvestConfig) -> tuple[pa.Table, StageStats]:
+    """All candidates of one (small) dump file in memory, with the counts of what it dropped."""
+    stats = StageStats("harvest", "submissions")
+    tables = list(iter_candidates(Slice(storage.normalize(location)), config, stats))
+    return (pa.concat_tables(tables) if tables else CANDIDATE.empty_table()), stats
+
+
+def bucket_of(urls: pa.Array, buckets: int) -> pa.Array:
+    """Stable bucket of each URL (crc32: the same on every node and run)."""
+    return pa.array([zlib.crc32(u.encode()) % buckets for u in urls.to_pylist()], pa.int32())
+
+
+@dataclass(frozen=True)
+class HarvestTask:
+    piece: Slice
+    index: int
+    buckets: int
+    scratch: str
+    config: HarvestConfig
+
+
+def harvest_task(task: HarvestTask) -> dict:
+    """Read one dump slice, write its candidates into bucket files; returns counts only."""
+    stats = StageStats("harvest", "submissions")
+    written: Counter = Counter()
+    for flush, table in enumerate(iter_candidates(task.piece, task.config, stats)):
+        if task.buckets == 1:
+            parts = {0: table}
+        else:
+            ids = bucket_of(table.column("url").combine_chunks(), task.buckets)
+            order = pc.sort_indices(ids)
+            table, ids = table.take(order), ids.take(order)
+            values, counts = pc.value_counts(ids).flatten()
+            parts, start = {}, 0
+            for value, count in sorted(zip(values.to_pylist(), counts.to_pylist())):
+                parts[value] = table.slice(start, count)
+                start += count
+        for bucket, part in parts.items():
+            path = storage.join(task.scratch, f"b{bucket:05d}", f"t{task.index:05d}-{flush:04d}.parquet")
+            storage.write_parquet(path, part, compression="zstd")
+            written[bucket] += part.num_rows
+    return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": sorted(written)}
+
+
+# -- one bucket -> its part of the URL dataset ------------------------------------------------------
 
 
 def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
@@ -222,5 +487,80 @@ def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageSt
         },
         schema=URLS,
     )
-    stats.output = table.num_rows
+    stats.output += table.num_rows
     return table.sort_by("url")
+
+
+@dataclass(frozen=True)
+class MergeTask:
+    bucket: str  # folder of one bucket's candidate files
+    part: str  # its output part file
+    config: HarvestConfig
+
+
+def merge_task(task: MergeTask) -> dict:
+    """Group one bucket's candidates by URL and write its part of the URL dataset."""
+    stats = StageStats("harvest", "submissions")
+    tables = []
+    for location in storage.list_files(task.bucket, (".parquet",)):
+        with storage.open_input(location) as f:
+            tables.append(pq.read_table(f))
+    candidates = pa.concat_tables(tables) if tables else CANDIDATE.empty_table()
+    del tables
+    urls = merge_candidates(candidates, task.config, stats)
+    storage.write_parquet(task.part, urls, compression="zstd")
+    return {"output": stats.output, "dropped": dict(stats.dropped)}
+
+
+def auto_buckets(total_bytes: int) -> int:
+    """Buckets so that one bucket's candidates stay around 500 MB in memory, assuming (generously)
+    one candidate per 100 compressed bytes and 300 bytes per grouped candidate."""
+    return max(1, min(4096, math.ceil(3 * total_bytes / (500 * 2**20))))
+
+
+def slices(files: list[str], split_bytes: int) -> list[Slice]:
+    """One slice per dump file; byte ranges of `split_bytes` for large plain NDJSON files."""
+    out = []
+    for location in files:
+        size = storage.size(location)
+        if location.endswith(PLAIN_SUFFIXES) and size > split_bytes:
+            out += [Slice(location, start, min(size, start + split_bytes)) for start in range(0, size, split_bytes)]
+        else:
+            out.append(Slice(location))
+    return out
+
+
+def harvest_plan(run: Run) -> StageStats:
+    config: HarvestConfig = run.config
+    files = dump_files(run.inputs)
+    buckets = config.buckets or auto_buckets(sum(storage.size(f) for f in files))
+    scratch = storage.join(run.scratch, "buckets")
+    work = [HarvestTask(piece, i, buckets, scratch, config) for i, piece in enumerate(slices(files, config.split_bytes))]
+    stats = run.stats
+    # A task holds one decompression window (up to 2 GiB for --long=31 dumps) and its buffered candidates.
+    read_memory = ZSTD_MAX_WINDOW + 512 * 2**20 if any(f.endswith(".zst") for f in files) else 512 * 2**20
+    filled: set[int] = set()  # at most `buckets` numbers: the driver never lists the bucket files
+    for result in run.tasks(harvest_task, work, Resources(num_cpus=1, memory=read_memory), desc="read dumps"):
+        stats.input += result["input"]
+        stats.dropped.update(result["dropped"])
+        filled.update(result["buckets"])
+    merges = [
+        MergeTask(storage.join(scratch, f"b{bucket:05d}"), storage.join(run.out, f"part-{bucket:05d}.parquet"), config)
+        for bucket in sorted(filled)
+    ]
+    for result in run.tasks(merge_task, merges, Resources(num_cpus=1), desc="merge URL buckets"):
+        stats.output += result["output"]
+        stats.dropped.update(result["dropped"])
+    if not merges:  # no candidates at all: an empty URL dataset, so later stages see 0 rows
+        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), URLS.empty_table())
+    return stats
+
+
+HARVEST = Stage(
+    name="harvest",
+    unit="submissions",
+    required={},
+    output=URLS,
+    plan=harvest_plan,
+    description="Reddit submission dumps -> one row per qualifying outbound URL, with provenance",
+)

@@ -60,6 +60,14 @@ def failure_status(exc: BaseException) -> str:
     return "error"
 
 
+def _error_text(exc: BaseException, request) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    retry_after = request.meta.get("webtext_retry_after")
+    if retry_after is not None:
+        text += f" (Retry-After {retry_after:.0f} s)"
+    return text[:500]
+
+
 class PageSpider(scrapy.Spider):
     """Requests exactly the given URLs, follows nothing else, and yields one item per URL."""
 
@@ -110,6 +118,6 @@ class PageSpider(scrapy.Spider):
             "final_url": response.url if response is not None else None,
             "content_type": None,
             "html": None,
-            "error": f"{type(exc).__name__}: {exc}"[:500],
+            "error": _error_text(exc, failure.request),
             "fetched_at": datetime.now(timezone.utc),
         }

@@ -1,82 +1,63 @@
-"""Test-set decontamination with Bloom filters of normalized n-grams (GPT-2 paper, §4).
+"""The decontaminate stage: drop (or flag) documents that share n-grams with an eval set.
 
-Normalization as in the paper: lower-cased alphanumeric words separated by single spaces, so
-WikiText's ` @-@ ` escapes and punctuation vanish on both sides. One filter per eval set, so the
-counts say which set a document overlaps.
+One pass over the documents (`dedup.overlap.scan_chunk`, a task per chunk of row groups): each
+document's normalized n-grams are looked up (Bloom filter, then exact confirmation) among the
+eval sets' n-grams; `eval_ngram_matches` counts them; a document with `min_matches` or more is
+dropped as `contaminated` (or kept with `action: flag`). The same pass measures the paper's
+overlap figure — the share of each eval set's n-grams found in the stage's input — written to
+`_overlap.json` in the output folder (underscored like `_stats.json`, so Parquet readers of the
+folder skip it; the shards stage can put it in the dataset card), and the
+number of documents contaminated by each set (`contaminated_by:<set>` outcomes).
 """
 
 from __future__ import annotations
 
-import json
-import re
-from pathlib import Path
-
 import pyarrow as pa
-import xxhash
-from rbloom import Bloom
 
-from webtext.config import DecontaminateConfig
+from dedup.overlap import EvalNgrams, Scan, format_table, run_scan, summarize
+from webtext.core import storage
+from webtext.core.config import DecontaminateConfig
+from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS
+from webtext.core.stage import Stage
+from webtext.core.stats import StageStats
 
-_ALNUM = re.compile(r"[a-z0-9]+")
+OVERLAP_FILE = "_overlap.json"
 
-
-def alnum_words(text: str) -> list[str]:
-    return _ALNUM.findall(text.lower())
-
-
-def ngrams(text: str, n: int) -> list[str]:
-    words = alnum_words(text)
-    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+OUTPUT = pa.schema(
+    [f if f.name in ("id", "text") else f.with_nullable(True) for f in DOCS] + DEDUP_FIELDS + CONTAMINATION_FIELDS
+)
 
 
-def ngram_hash(ngram: str) -> int:
-    """128-bit xxh3 as a signed int: stable across processes (unlike `hash`), as rbloom needs."""
-    return xxhash.xxh3_128_intdigest(ngram.encode()) - (1 << 127)
+def decontaminate_plan(run) -> StageStats:
+    config: DecontaminateConfig = run.config
+    evals = EvalNgrams.build(config.evalsets, config.ngram, config.false_positive_rate)
+    location = storage.join(run.scratch, "evalsets.npz")
+    evals.save(location)
+    scan = Scan(location, config.ngram, config.min_matches, out=run.out, drop=config.action == "drop",
+                stage=DECONTAMINATE, output=OUTPUT)
+    results, found = run_scan(run, scan, evals, run.inputs, DECONTAMINATE)
+    for r in results:
+        run.stats.input += r["rows"]
+        run.stats.output += r["kept"]
+        run.stats.dropped.update(r["dropped"])
+        run.stats.outcomes.update(r["outcomes"])
+    if not results:
+        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), OUTPUT.empty_table())
+    for name in evals.names:
+        run.stats.outcomes.setdefault(f"contaminated_by:{name}", 0)
+    report = summarize(evals, found, "the decontaminate stage's input", run.stats.input)
+    report["ngram"] = config.ngram
+    storage.write_json(storage.join(run.out, OVERLAP_FILE), report)
+    if evals.names:
+        print(format_table(report, config.ngram), flush=True)
+    return run.stats
 
 
-def read_evalset(path: Path) -> list[str]:
-    """Texts of an eval set: a `.jsonl` file's "text" fields (LAMBADA), else the file's lines."""
-    path = Path(path)
-    try:
-        if path.suffix == ".jsonl":
-            texts = []
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    record = json.loads(line)
-                    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                        raise ValueError(f"{path}:{lineno}: expected an object with a string 'text'")
-                    texts.append(record["text"])
-            return texts
-        return path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read eval set: {exc}") from exc
-
-
-def build_filter(texts: list[str], config: DecontaminateConfig) -> Bloom:
-    """A Bloom filter of every n-gram of `texts`, sized for the configured false-positive rate."""
-    grams = [g for text in texts for g in ngrams(text, config.ngram)]
-    bloom = Bloom(max(len(grams), 1), config.false_positive_rate, ngram_hash)
-    bloom.update(grams)
-    return bloom
-
-
-def evalset_name(path: Path) -> str:
-    """`wikitext-2.test` for wikitext-2.test.tokens: the file name less its last suffix."""
-    return Path(path).name.rsplit(".", 1)[0]
-
-
-class ContaminationCounter:
-    """Adds `eval_ngram_matches` (all sets) and one `matches_<set>` count per eval set to a batch."""
-
-    def __init__(self, filters: dict[str, bytes], config: DecontaminateConfig):
-        self.config = config
-        self.filters = {name: Bloom.load_bytes(data, ngram_hash) for name, data in filters.items()}
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        grams = [ngrams(text, self.config.ngram) for text in batch.column("text").to_pylist()]
-        total = [0] * batch.num_rows
-        for name, bloom in self.filters.items():
-            counts = [sum(g in bloom for g in doc) for doc in grams]
-            total = [t + c for t, c in zip(total, counts)]
-            batch = batch.append_column(f"matches_{name}", pa.array(counts, pa.int32()))
-        return batch.append_column("eval_ngram_matches", pa.array(total, pa.int32()))
+DECONTAMINATE = Stage(
+    name="decontaminate",
+    unit="documents",
+    required={"id": pa.string(), "text": pa.string()},
+    output=OUTPUT,
+    plan=decontaminate_plan,
+    description="drop (or flag) documents sharing min_matches n-grams with an eval set",
+)

@@ -72,6 +72,16 @@ class HostileHandler(BaseHTTPRequestHandler):
             self.send_body(b"<html><body>" + b"x" * (10 * 2**20) + b"</body></html>")
         elif path == "/gzip-bomb":
             self.send_body(GZIP_BOMB, headers=[("Content-Encoding", "gzip")])
+        elif path == "/retry-after-long":  # a server asking for an hour's pause: not worth waiting for
+            self.send_body(b"slow down", "text/plain", 429, [("Retry-After", "3600")])
+        elif path == "/retry-after-short":  # 503 once with a 1 s pause, then the page
+            if self.server.hits[path] == 1:
+                self.send_body(b"busy", "text/plain", 503, [("Retry-After", "1")])
+            else:
+                self.send_body(ARTICLE)
+        elif path.startswith("/page/"):
+            time.sleep(self.server.page_seconds)
+            self.send_body(ARTICLE.replace(b"A page", path.encode()))
         elif path == "/pdf":
             self.send_body(b"%PDF-1.4 " + b"0" * 100_000, "application/pdf")
         elif path == "/reset":
@@ -85,21 +95,27 @@ class HostileHandler(BaseHTTPRequestHandler):
             self.send_error(404)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 refuses a crawler's burst of connections
+
+
 class HostileServer:
     """Context manager: serves HostileHandler on 127.0.0.1 in a daemon thread; `url(path)`, `hits`."""
 
-    def __init__(self, slow_seconds: float = 3.0):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+    def __init__(self, slow_seconds: float = 3.0, host: str = "127.0.0.1", port: int = 0, page_seconds: float = 0.0):
+        self.server = _Server((host, port), HostileHandler)
+        self.host = host
         self.server.daemon_threads = True
         self.server.hits = Counter()
         self.server.slow_seconds = slow_seconds
+        self.server.page_seconds = page_seconds
 
     @property
     def hits(self) -> Counter:
         return self.server.hits
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}{path}"
+        return f"http://{self.host}:{self.server.server_port}{path}"
 
     def __enter__(self):
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

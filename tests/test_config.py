@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webtext.cli import main
-from webtext.config import BuildConfig, ConfigError, load_config
+from webtext.core.config import BuildConfig, ConfigError, load_config
 
 
 def test_yaml_round_trip_resolves_relative_paths(tmp_path):

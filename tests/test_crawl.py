@@ -1,4 +1,4 @@
-"""The crawler against a hostile 127.0.0.1 server: every URL ends with exactly one terminal status."""
+"""The crawl stage against a hostile 127.0.0.1 server: every URL ends with exactly one terminal status."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import pytest
 from crawler.middlewares import is_public
 from crawler.urls import registered_domain
 from tests.hostile_server import HostileServer
-from webtext import pipeline
-from webtext.config import CrawlConfig
-from webtext.schemas import URLS
+from crawler.crawl import CRAWL
+from webtext.core.config import CrawlConfig
+from webtext.core.runner import run_stage
+from webtext.core.schemas import URLS
 
 EXPECTED = {
     "/ok": "ok",
@@ -26,6 +27,8 @@ EXPECTED = {
     "/pdf": "not_html",
     "/reset": "connection_error",
     "/private/page": "robots_denied",
+    "/retry-after-long": "http_error",
+    "/retry-after-short": "ok",
 }
 
 
@@ -36,7 +39,7 @@ def write_urls(path, urls):
 
 
 def crawl_config(**overrides):
-    settings = dict(allowed_networks=["127.0.0.0/8"], timeout_s=1.0, retries=1, max_bytes=2 * 2**20, partitions=2)
+    settings = dict(allowed_networks=["127.0.0.0/8"], timeout_s=1.0, retries=1, max_bytes=2 * 2**20, autothrottle=False)
     settings.update(overrides)
     return CrawlConfig(**settings)
 
@@ -44,14 +47,15 @@ def crawl_config(**overrides):
 def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     with HostileServer(slow_seconds=3.0) as server:
         urls = [server.url(p) for p in EXPECTED] + ["http://does-not-exist.invalid/page", "http://127.0.0.1:9/closed"]
-        stats = pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", crawl_config())
+        stats = run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config())
         hits = dict(server.hits)
     pages = pq.read_table(tmp_path / "pages")
     assert pages.num_rows == len(urls) == stats.input == stats.output
     assert sorted(pages.column("url").to_pylist()) == sorted(urls)
     status = dict(zip(pages.column("url").to_pylist(), pages.column("status").to_pylist()))
+    rows_by_url = {r["url"]: (r["status"], r["http_status"], r["error"]) for r in pages.to_pylist()}
     for path, expected in EXPECTED.items():
-        assert status[server.url(path)] == expected, path
+        assert status[server.url(path)] == expected, (path, rows_by_url[server.url(path)], hits.get(path))
     assert status["http://does-not-exist.invalid/page"] == "dns_error"
     assert status["http://127.0.0.1:9/closed"] == "connection_error"
     rows = {r["url"]: r for r in pages.to_pylist()}
@@ -62,13 +66,16 @@ def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     assert rows[server.url("/pdf")]["html"] is None
     assert hits.get("/private/page", 0) == 0  # robots.txt was read before the page
     assert hits["/server-error"] == 2  # one retry for a 5xx
-    assert stats.outcomes["ok"] == 2
+    assert hits["/retry-after-long"] == 1  # an hour's Retry-After is over the cap: not retried
+    assert "Retry-After 3600 s" in rows[server.url("/retry-after-long")]["error"]
+    assert hits["/retry-after-short"] == 2  # retried after its 1 s Retry-After
+    assert stats.outcomes["ok"] == 3
 
 
 def test_private_addresses_are_refused_by_default(tmp_path, local_ray):
     with HostileServer() as server:
         urls = [server.url("/ok"), f"http://localhost:{server.server.server_port}/ok", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x", "http://10.0.0.1/x"]
-        pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", CrawlConfig(timeout_s=1.0, retries=0))
+        run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), CrawlConfig(timeout_s=1.0, retries=0))
         assert CrawlConfig().allowed_networks == []
         hits = dict(server.hits)
     pages = pq.read_table(tmp_path / "pages")
@@ -80,27 +87,39 @@ def test_redirect_into_metadata_address_is_refused_at_the_hop(tmp_path, local_ra
     """Loopback allowed (the test server), link-local not: the redirect hop to 169.254.169.254 is checked."""
     with HostileServer() as server:
         urls = [server.url("/redirect-to-metadata")]
-        pipeline.crawl(write_urls(tmp_path / "urls.parquet", urls), tmp_path / "pages", crawl_config(retries=0))
+        run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config(retries=0))
         hits = dict(server.hits)
     page = pq.read_table(tmp_path / "pages").to_pylist()[0]
     assert page["status"] == "blocked_address" and "169.254.169.254" in page["error"]
     assert hits["/redirect-to-metadata"] == 1
 
 
-def test_finished_partitions_are_skipped_on_resume(tmp_path, local_ray):
+def test_a_plain_text_list_of_urls_is_crawled_and_a_rerun_skips(tmp_path, local_ray):
     with HostileServer() as server:
-        urls_path = write_urls(tmp_path / "urls.parquet", [server.url("/ok"), server.url("/pdf")])
-        pipeline.crawl(urls_path, tmp_path / "pages", crawl_config(partitions=1))
+        urls_path = tmp_path / "urls.txt"
+        urls_path.write_text(f"{server.url('/ok')}\n\n{server.url('/pdf')}\n")
+        stats = run_stage(CRAWL, [str(urls_path)], str(tmp_path / "pages"), crawl_config())
         first = dict(server.hits)
-        stats = pipeline.crawl(urls_path, tmp_path / "pages", crawl_config(partitions=1))
+        again = run_stage(CRAWL, [str(urls_path)], str(tmp_path / "pages"), crawl_config())
         assert dict(server.hits) == first  # nothing fetched again
-    assert stats.output == 2 and stats.outcomes == {"ok": 1, "not_html": 1}
+    assert stats.output == again.output == 2 and stats.outcomes == {"ok": 1, "not_html": 1}
+    pages = pq.read_table(tmp_path / "pages")
+    assert sorted(pages.column("domain").to_pylist()) == ["127.0.0.1", "127.0.0.1"]
+    assert pages.column("karma").to_pylist() == [0, 0]
+    with HostileServer() as server:  # a per-domain cap: the URLs past it are not requested, and counted
+        urls_path.write_text("".join(f"{server.url(f'/page/{i}')}\n" for i in range(5)))
+        capped = run_stage(CRAWL, [str(urls_path)], str(tmp_path / "capped"), crawl_config(max_urls_per_domain=2))
+        assert sum(n for p, n in server.hits.items() if p.startswith("/page/")) == 2
+    assert capped.outcomes == {"ok": 2, "domain_cap": 3} and capped.output == 5
 
 
 @pytest.mark.parametrize(
     "address, public",
     [("8.8.8.8", True), ("127.0.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("fe80::1", False),
-     ("224.0.0.1", False), ("100.64.0.1", False), ("::ffff:10.0.0.1", False), ("2606:4700::1111", True)],
+     ("224.0.0.1", False), ("100.64.0.1", False), ("::ffff:10.0.0.1", False), ("2606:4700::1111", True),
+     ("::7f00:1", False), ("::127.0.0.1", False), ("::a9fe:a9fe", False), ("::808:808", False), ("::ffff:7f00:1", False),
+     ("64:ff9b::7f00:1", False), ("2002:7f00:1::1", False), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
+     ("0.0.0.0", False), ("::", False), ("::ffff:8.8.8.8", True)],
 )
 def test_is_public(address, public):
     assert is_public(address) is public

@@ -1,15 +1,16 @@
-"""Extraction and cleaning on real trafilatura, with every drop reason exercised."""
+"""Extraction and cleaning on real trafilatura and resiliparse, with every drop reason exercised."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cleaning.extract import Extractor, decode_html
-from cleaning.filters import DocumentFilter, clean_text
-from webtext import pipeline
-from webtext.config import CleanConfig
-from webtext.schemas import PAGES
+from cleaning.extract import EXTRACT, EXTRACTED, Extractor
+from cleaning.filters import DocumentFilter, clean_text, duplicate_char_fraction
+from webtext.core.config import ExtractConfig
+from webtext.core.runner import run_stage
+from webtext.core.schemas import PAGES
+from webtext.core.tokenizer import gpt2_encoding
 
 SENTENCES = [
     "The city council met on Tuesday to discuss the new budget for public libraries.",
@@ -44,69 +45,138 @@ def page(url, html=None, status="ok", content_type="text/html; charset=utf-8"):
 
 
 def test_extracts_main_text_without_boilerplate():
-    doc = Extractor(CleanConfig()).extract(page("http://example.com/a", article().encode()))
+    doc = Extractor(ExtractConfig()).extract(page("http://example.com/a", article().encode()))
     assert doc["drop_reason"] is None
     assert "city council met on Tuesday" in doc["text"]
     assert "Buy one get one" not in doc["text"] and "All rights reserved" not in doc["text"]
     assert doc["title"] == "Library budget" and doc["language"] == "en" and doc["n_words"] > 100
+    assert doc["n_tokens"] == len(gpt2_encoding().encode_ordinary(doc["text"])) > doc["n_words"]
     assert len(doc["id"]) == 32
 
 
+def test_full_metadata_title_from_trafilatura():
+    doc = Extractor(ExtractConfig(full_metadata=True)).extract(page("http://example.com/a", article().encode()))
+    assert doc["drop_reason"] is None and doc["title"] == "Library budget"
+
+
 def test_drop_reasons():
-    extractor = Extractor(CleanConfig())
+    extractor = Extractor(ExtractConfig())
     reasons = {
         "http_error": page("http://e.com/1", None, status="http_error"),
         "not_html": page("http://e.com/2", None, status="not_html"),
         "wrong_language": page("http://e.com/3", article(lang_text=FRENCH).encode()),
         "too_short": page("http://e.com/4", b"<html><body><article><p>Just a few words here, nothing more.</p></article></body></html>"),
         "extraction_failed": page("http://e.com/5", b"<html><body></body></html>"),
+        "empty_page": page("http://e.com/6", b""),
+        "invalid_url": page(None, article().encode()),
     }
     for reason, row in reasons.items():
         assert extractor.extract(row)["drop_reason"] == reason, reason
 
 
-def test_charset_from_meta_when_header_has_none():
-    html = "<html><head><meta charset='windows-1251'></head><body><p>Привет, мир</p></body></html>".encode("cp1251")
-    assert "Привет, мир" in decode_html(html, "text/html")
-    assert "Привет, мир" in decode_html("<p>Привет, мир</p>".encode("utf-8"), "text/html; charset=utf-8")
+def test_guards_size_time_and_exceptions():
+    big = page("http://e.com/big", article(paragraphs=200).encode())
+    assert Extractor(ExtractConfig(max_html_bytes=10_000)).extract(big)["drop_reason"] == "html_too_large"
+    assert Extractor(ExtractConfig(time_budget_s=1e-9)).extract(big)["drop_reason"] == "extraction_timeout"
+
+    class Failing(Extractor):  # the guard under test is Extractor.extract; this page makes extraction raise
+        def text_and_title(self, html, url):
+            raise RecursionError("maximum recursion depth exceeded")
+
+    assert Failing(ExtractConfig()).extract(big)["drop_reason"] == "extraction_error"
+
+
+def test_hostile_pages_never_fail_a_batch():
+    nested = ("<html><body>" + "<div>" * 50_000 + "deep" + "</div>" * 50_000 + "</body></html>").encode()
+    rows = [
+        page("http://e.com/nested", nested),
+        page("http://e.com/binary", bytes(range(256)) * 400),
+        page("http://e.com/good", article().encode()),
+    ]
+    out = Extractor(ExtractConfig())(pa.Table.from_pylist(rows, schema=PAGES))
+    assert out.num_rows == 3 and out.schema == EXTRACTED
+    assert out.column("drop_reason").to_pylist()[2] is None
+    assert all(reason for reason in out.column("drop_reason").to_pylist()[:2])
+
+
+def test_batch_accepts_string_html_and_counts_null_urls():
+    table = pa.table({"url": ["http://x.org/a", None], "html": [article(), article()]})
+    out = Extractor(ExtractConfig())(table)
+    assert out.column("drop_reason").to_pylist() == [None, "invalid_url"]
+    assert "city council" in out.column("text")[0].as_py()
+
+
+WRONG_HEADER = "text/html; charset=utf-8"
+
+
+def test_misdeclared_charsets_are_repaired():
+    pages = {
+        "cp1252": "Le café était plein. Une idée naïve: un résumé de la soirée, à côté du théâtre où l'on joue.",
+        "shift_jis": "東京の図書館は新しい予算について火曜日に会議を開きました。多くの住民が冬の間の開館時間の延長を求めました。",
+        "gbk": "市议会星期二开会讨论公共图书馆的新预算。许多居民要求在冬季延长开放时间。一位历史学家介绍了最古老分馆的历史。",
+    }
+    extractor = Extractor(ExtractConfig(languages=[], min_words=0))
+    for encoding, sentence in pages.items():
+        html = f"<html><body><article><p>{sentence}</p><p>{sentence}</p></article></body></html>".encode(encoding)
+        doc = extractor.extract(page(f"http://e.com/{encoding}", html, content_type=WRONG_HEADER))
+        assert "\ufffd" not in doc["text"] and sentence in doc["text"], encoding
+        assert doc["drop_reason"] is None, encoding
+
+
+def test_undecodable_page_is_dropped_as_bad_encoding():
+    text = " ".join(SENTENCES).encode()
+    garbled = b" ".join(word + b"\xff\xfe\x81" for word in text.split())  # invalid in every charset tried
+    html = b"<html><body><article><p>" + garbled + b"</p></article></body></html>"
+    doc = Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/x", html, content_type=WRONG_HEADER))
+    assert doc["drop_reason"] == "bad_encoding"
 
 
 def test_clean_text_repairs_mojibake_and_whitespace():
     assert clean_text("CafÃ©   au  lait\n\n\n\nnext   line  ") == "Café au lait\n\nnext line"
 
 
+def test_repetition_counts_characters_not_lines():
+    good = " ".join(SENTENCES)
+    forum = "\n".join(f"{sentence} {good}\nReply" for sentence in SENTENCES)  # "Reply" 6 times: few characters
+    assert duplicate_char_fraction(forum.splitlines()) < 0.01
+    f = DocumentFilter(ExtractConfig(min_words=5))
+    assert f.reason(forum, "en", 0.99) is None
+    assert f.reason("\n".join([SENTENCES[0]] * 10 + [good]), "en", 0.99) == "repeated_lines"
+    paragraphs = "\n\n".join([f"{SENTENCES[1]}\n{SENTENCES[2]}"] * 4 + [good])  # repeated two-line blocks
+    assert DocumentFilter(ExtractConfig(min_words=5, max_duplicate_line_chars=1.0)).reason(paragraphs, "en", 0.99) == "repeated_paragraphs"
+
+
 def test_quality_rules():
-    f = DocumentFilter(CleanConfig(min_words=5))
+    f = DocumentFilter(ExtractConfig(min_words=5))
     good = " ".join(SENTENCES)
     assert f.reason(good, "en", 0.99) is None
     assert f.reason("# " * 30 + good, "en", 0.99) == "symbol_ratio"
-    assert f.reason("\n".join(["Same line repeated here."] * 10 + [good]), "en", 0.99) == "repeated_lines"
     assert f.reason("Please enable JavaScript. Are you a robot? " + good, "en", 0.99) == "boilerplate"
     assert f.reason("1 2 3 4 5 6 7 8 9 10 11 12 " + "a b", "en", 0.99) == "mean_word_length"
     assert f.reason(good, "en", 0.2) == "wrong_language"
-    assert DocumentFilter(CleanConfig(min_words=5, languages=[])).reason(good, "fr", 0.9) is None
+    assert DocumentFilter(ExtractConfig(min_words=5, languages=[])).reason(good, "fr", 0.9) is None
+
+
+def test_language_id_reads_sentences_not_menus():
+    menu = "\n".join(["Accueil", "Produits", "Panier", "Compte", "Aide"] * 20)
+    lang, score = DocumentFilter(ExtractConfig()).language(menu + "\n" + "\n".join(SENTENCES * 3))
+    assert lang == "en" and score > 0.9
 
 
 def test_extract_stage_on_ray_counts_every_page(tmp_path, local_ray):
     rows = [page(f"http://example.com/{i}", article().replace("Library", f"Library {i}").encode()) for i in range(5)]
     rows += [page("http://example.com/missing", None, status="http_error"), page("http://example.com/fr", article(lang_text=FRENCH).encode())]
     pq.write_table(pa.Table.from_pylist(rows, schema=PAGES), tmp_path / "pages.parquet")
-    stats = pipeline.extract(tmp_path / "pages.parquet", tmp_path / "docs", CleanConfig())
+    stats = run_stage(EXTRACT, [str(tmp_path / "pages.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert (stats.input, stats.output) == (7, 5)
     assert dict(stats.dropped) == {"http_error": 1, "wrong_language": 1}
     docs = pq.read_table(tmp_path / "docs")
     assert docs.num_rows == 5 and "drop_reason" not in docs.column_names
     assert set(docs.column("karma").to_pylist()) == {3}  # provenance travels with the document
+    assert min(docs.column("n_tokens").to_pylist()) > 100
 
 
-def test_extract_accepts_any_parquet_with_url_and_html(tmp_path, local_ray):
-    pq.write_table(pa.table({"url": ["http://x.org/a"], "html": [article().encode()]}), tmp_path / "mine.parquet")
-    stats = pipeline.extract(tmp_path / "mine.parquet", tmp_path / "docs", CleanConfig())
-    assert stats.output == 1
-    pq.write_table(pa.table({"url": ["http://x.org/a"]}), tmp_path / "bad.parquet")
-    try:
-        pipeline.extract(tmp_path / "bad.parquet", tmp_path / "docs2", CleanConfig())
-    except ValueError as exc:
-        assert "bad.parquet" in str(exc) and "html" in str(exc)
-    else:
-        raise AssertionError("a table without html must be refused")
+def test_extract_stage_accepts_string_html_and_null_urls(tmp_path, local_ray):
+    pq.write_table(pa.table({"url": ["http://x.org/a", None], "html": [article(), article()]}), tmp_path / "mine.parquet")
+    stats = run_stage(EXTRACT, [str(tmp_path / "mine.parquet")], str(tmp_path / "docs"), ExtractConfig())
+    assert (stats.output, dict(stats.dropped)) == (1, {"invalid_url": 1})

@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from crawler.harvest import DumpError, harvest_file, merge_candidates
-from webtext import pipeline
-from webtext.config import HarvestConfig
+from crawler.harvest import HARVEST, DumpError, harvest_file, merge_candidates
+from webtext.core.config import HarvestConfig
+from webtext.core.runner import run_stage
 
 
 def record(id, url, score, **extra):
@@ -97,16 +97,18 @@ def test_unreadable_dump_names_the_file(tmp_path):
         harvest_file(path, HarvestConfig())
 
 
-def test_harvest_stage_on_ray_merges_urls_across_files(tmp_path, local_ray):
+@pytest.mark.parametrize("buckets", [1, 7])
+def test_harvest_stage_on_ray_merges_urls_across_files(tmp_path, local_ray, buckets):
     (tmp_path / "dumps").mkdir()
     write_dump(tmp_path / "dumps" / "RS_a.zst", dump_bytes())
     write_dump(tmp_path / "dumps" / "RS_b.xz", dump_bytes())
-    stats = pipeline.harvest([tmp_path / "dumps"], tmp_path / "urls.parquet", HarvestConfig())
-    urls = pq.read_table(tmp_path / "urls.parquet")
+    stats = run_stage(HARVEST, [str(tmp_path / "dumps")], str(tmp_path / "harvest"), HarvestConfig(buckets=buckets))
+    urls = pq.read_table(tmp_path / "harvest")
     assert urls.num_rows == 2 == stats.output
+    assert sorted(urls.column("url").to_pylist()) == ["http://example.com/story", "http://news.example.org/x?id=1&page=2"]
     assert stats.input == 2 * (len(RECORDS) + 2)
     assert stats.dropped["duplicate_url"] == 2 + 2  # a2 in each file, and each URL's copy in the other file
-    assert (tmp_path / "urls.parquet.stats.json").exists()
+    assert (tmp_path / "harvest" / "_stats.json").exists() and not (tmp_path / "harvest" / "_scratch").exists()
 
 
 def test_real_pushshift_dump(shared_data):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -12,8 +13,8 @@ import torch
 from training.data import PackedLoader
 from training.model import GPT, GPTConfig, PRESETS, build_model
 from training.tokenizer import EOT, gpt2_encoding
-from training.train import load_checkpoint, train
-from webtext.config import TrainConfig
+from training.train import CheckpointError, load_checkpoint, train
+from webtext.core.config import TrainConfig
 
 WORDS = "the library council voted to open a new branch near the river and residents welcomed the plan".split()
 
@@ -53,7 +54,7 @@ def test_gpt2_tokenizer_exact_ids():
 def test_loader_yields_only_shard_tokens_and_resumes_exactly(tmp_path):
     folder = write_shards(tmp_path / "shards")
     enc = gpt2_encoding()
-    make = lambda: PackedLoader(folder, enc, batch_size=4, block_size=32, shuffle_buffer=8, seed=3)
+    make = lambda: PackedLoader(folder, batch_size=4, block_size=32, seed=3)
     reference = make()
     batches = [reference.next_batch() for _ in range(40)]  # several epochs of this small corpus
     vocabulary = {t for text in pq.read_table(folder).column("text").to_pylist() for t in enc.encode_ordinary(text)}
@@ -72,22 +73,21 @@ def test_loader_yields_only_shard_tokens_and_resumes_exactly(tmp_path):
 
 def test_loader_splits_row_groups_across_ranks(tmp_path):
     folder = write_shards(tmp_path / "shards")
-    enc = gpt2_encoding()
-    a = PackedLoader(folder, enc, 2, 16, seed=1, rank=0, world_size=2)
-    b = PackedLoader(folder, enc, 2, 16, seed=1, rank=1, world_size=2)
+    a = PackedLoader(folder, 2, 16, seed=1, rank=0, world_size=2)
+    b = PackedLoader(folder, 2, 16, seed=1, rank=1, world_size=2)
     units_a, units_b = set(a._epoch_units()), set(b._epoch_units())
-    assert not units_a & units_b and len(units_a | units_b) == len(a.units)
+    assert not units_a & units_b and len(units_a | units_b) == len(a.source.units)
 
 
 def test_loader_names_a_shard_without_text(tmp_path):
     pq.write_table(pa.table({"id": ["a"]}), tmp_path / "bad.parquet")
     with pytest.raises(ValueError, match="bad.parquet.*text"):
-        PackedLoader(tmp_path, gpt2_encoding(), 2, 8)
+        PackedLoader(tmp_path, 2, 8)
 
 
 def config(tmp_path, folder, **overrides):
     settings = dict(shards=folder, out_dir=tmp_path / "run", block_size=32, batch_size=8, max_steps=60,
-                    warmup_steps=5, log_every=10, shuffle_buffer=16, sample_tokens=5)
+                    warmup_steps=5, log_every=10, sample_tokens=5)
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -96,7 +96,7 @@ def test_training_lowers_the_loss(tmp_path):
     result = train(config(tmp_path, write_shards(tmp_path / "shards")))
     first, last = result.losses[0][1], result.losses[-1][1]
     assert last < first - 2.0, result.losses
-    assert result.sample.startswith("The") and result.checkpoint.exists()
+    assert result.sample.startswith("The") and Path(result.checkpoint).exists()
     assert set(load_checkpoint(result.checkpoint)) >= {"model", "optimizer", "step", "loader", "config"}
 
 
@@ -113,7 +113,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 def test_truncated_checkpoint_gives_a_clear_error(tmp_path):
     folder = write_shards(tmp_path / "shards")
     result = train(config(tmp_path, folder, max_steps=2))
-    data = result.checkpoint.read_bytes()
-    result.checkpoint.write_bytes(data[: len(data) // 2])
-    with pytest.raises(RuntimeError, match="ckpt.pt: cannot load checkpoint"):
+    data = Path(result.checkpoint).read_bytes()
+    Path(result.checkpoint).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="ckpt.pt: cannot load checkpoint"):
         train(config(tmp_path, folder, max_steps=4))

@@ -1,7 +1,17 @@
-from crawler.urls import InvalidURL, host_in, normalize_url, registered_domain, url_id
-from webtext.config import TRACKING_PARAMS
+from crawler.urls import InvalidURL, UrlNormalizer, host_in, normalize_url, registered_domain
+from webtext.core.ids import url_id
+from webtext.core.config import TRACKING_PARAMS
 
 import pytest
+
+from tests.conftest import SHARED
+
+
+@pytest.fixture
+def shared_data_or_none():
+    """../shared/data when present: the real dumps add their URLs to the comparison."""
+    path = SHARED / "data"
+    return path if path.is_dir() else None
 
 
 @pytest.mark.parametrize(
@@ -47,3 +57,69 @@ def test_url_id_is_stable_and_distinct():
     a = url_id("http://example.com/a")
     assert a == url_id("http://example.com/a") and len(a) == 32
     assert a != url_id("http://example.com/b")
+
+
+def tricky_urls() -> list[str]:
+    """Every combination of the parts where normalization has work to do (case, ports, IDNA, escapes,
+    dot segments, empty and repeated parameters, tracking parameters, fragments, HTML escapes)."""
+    schemes = ["http", "https", "HTTP", "hTTps", "ftp"]
+    hosts = [
+        "example.com", "Example.COM", "www.bbc.co.uk", "a-b.example.org", "-bad.example.com", "bad-.example.com",
+        "xn--bcher-kva.example", "bücher.example", "EXAMPLE.com.", "ex_ample.com", "ab--cd.example", "127.0.0.1",
+        "[::1]", "user:pw@example.com", "a" * 64 + ".com", "xn--ls8h.la", "ＥＸＡＭＰＬＥ.com", "example.com..", "1.2.3",
+    ]
+    ports = ["", ":80", ":443", ":8080", ":080", ":99999", ":"]
+    paths = [
+        "", "/", "/a/b", "/a/./b", "/a/../b", "//a", "/a//b/", "/%7Euser", "/%7euser/x", "/a%2Fb", "/caf%C3%A9",
+        "/café", "/a b", "/a+b", "/(x)", "/a;p=1", "/a:b@c", "/~x", "/%41", "/a/.", "/a/..", "/.well-known/x",
+        "/a%20b", "/[x]", "/x.PDF", '/a"b', "/a|b", "/%",
+    ]
+    queries = [
+        "", "?", "?a=1", "?a=1&b=2", "?b=2&a=1", "?a=1&a=2", "?a", "?a=", "?&a=1", "?a=1&&b=2", "?a=1&", "?a=b=c",
+        "?utm_source=x", "?a=1&utm_source=x&fbclid=1", "?q=a+b", "?q=a%20b", "?q=%2B", "?q=é", "?q=a/b?c",
+        "?a=1&amp;b=2", "?a=1&amp;amp;utm_medium=y", "?x=[1]", "?UTM_SOURCE=x", "?_escaped_fragment_=x",
+    ]
+    fragments = ["", "#", "#top", "#!/page", "#a#b", "#%20"]
+    out = []
+    for i, scheme in enumerate(schemes):
+        for j, host in enumerate(hosts):
+            for k, port in enumerate(ports):
+                for m, path in enumerate(paths):
+                    # every (scheme, host, port, path) with a rotating choice of query and fragment
+                    query = queries[(i + j + k + m) % len(queries)]
+                    fragment = fragments[(j * 7 + k * 3 + m) % len(fragments)]
+                    out.append(f"{scheme}://{host}{port}{path}{query}{fragment}")
+    out += [f"http://example.com/p{q}{f}" for q in queries for f in fragments]
+    out += [" http://example.com/x ", "http://example.com\t/x", "http:///example.com", "http:example.com", "http://"]
+    return out
+
+
+def outcome(fn, raw):
+    try:
+        return fn(raw)
+    except InvalidURL:
+        return InvalidURL
+
+
+def test_fast_path_is_identical_to_url_normalize(shared_data_or_none):
+    urls = tricky_urls()
+    if shared_data_or_none is not None:  # and every URL of the real dumps
+        from crawler.harvest import Slice, read_submissions
+        from webtext.core.config import HarvestConfig
+        from webtext.core.stats import StageStats
+
+        for name in ["RS_2005-06.zst", "RS_v2_2005-06.xz"]:
+            piece = Slice(str(shared_data_or_none / "reddit" / name))
+            urls += [r.url for batch in read_submissions(piece, HarvestConfig(), StageStats("h", "s")) for r in batch if r.url]
+    fast = UrlNormalizer(TRACKING_PARAMS)
+    mismatches = [u for u in urls if outcome(fast, u) != outcome(lambda x: normalize_url(x, TRACKING_PARAMS), u)]
+    assert not mismatches, mismatches[:5]
+    assert fast.fast > 500 and fast.full > 5000  # both paths were exercised
+
+
+def test_normalizer_cache_returns_the_same_and_reraises():
+    n = UrlNormalizer(TRACKING_PARAMS, cache_size=2)
+    for _ in range(3):
+        assert n("HTTP://Example.com:80/a?utm_source=x") == "http://example.com/a"
+        with pytest.raises(InvalidURL):
+            n("ftp://example.com/")

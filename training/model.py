@@ -104,6 +104,12 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.transformer.wpe.weight.numel() if non_embedding else n
 
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token (PaLM appendix B, as nanoGPT): 6N for the weights' matmuls forward and
+        backward, plus 12·L·H·Q·T for attention (N non-embedding parameters, Q head size, T block size)."""
+        c = self.config
+        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * c.block_size
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         T = idx.size(1)
         if T > self.config.block_size:

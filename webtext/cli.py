@@ -126,6 +126,14 @@ def cmd_demo(args):
     run_demo(out_dir=Path(args.out) if args.out else None, articles=args.articles, train_steps=args.steps)
 
 
+def cmd_overlap(args):
+    from dedup.overlap import format_table, overlap
+    from webtext import pipeline
+
+    pipeline.init_ray(_build_config(args).ray)
+    print(format_table(overlap(args.shards, args.evalset, args.ngram), args.ngram))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="webtext", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -149,6 +157,12 @@ def parser() -> argparse.ArgumentParser:
     decon = stage("decontaminate", "docs", "documents -> documents without eval-set overlap")
     decon.add_argument("--evalset", action="append", help="eval set file (.jsonl text field, or plain text)")
     stage("shards", "docs", "documents -> Parquet shards + manifest.json")
+    ov = sub.add_parser("overlap", help="share of each eval set's 8-grams found in a corpus (GPT-2 Table 6) -> SHARDS/overlap.json")
+    ov.add_argument("shards", help="folder of documents (shards or any stage's output): a local path or a URI")
+    ov.add_argument("--evalset", action="append", required=True, help="eval set file (.tokens, ptb.*, .jsonl, text; FILE.parquet:column)")
+    ov.add_argument("--ngram", type=int, default=8)
+    ov.add_argument("--config", type=Path, help="build config YAML (for its ray: section)")
+    ov.set_defaults(func=cmd_overlap)
 
     b = sub.add_parser("build", help="every stage from a build config")
     b.add_argument("config", type=Path)

@@ -6,11 +6,12 @@ Defaults serve the offline demo on a laptop; anything that would be unsafe on th
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from webtext.core.storage import is_uri
 
@@ -79,6 +80,13 @@ class HarvestConfig(Section):
     blocked_domains: list[str] = []
     file_extensions: list[str] = Field(default_factory=lambda: list(FILE_EXTENSIONS))
     tracking_params: list[str] = Field(default_factory=lambda: list(TRACKING_PARAMS))
+    # A dump that ends early, is empty or has a corrupt frame: "error" stops the build naming the file
+    # and the offset reached; "warn" keeps what was read and counts the lost tail as `truncated_dump`.
+    on_truncated: Literal["error", "warn"] = "error"
+    # Hash buckets of the URL merge (one task each, bounded memory); null: from the dumps' total size.
+    buckets: int | None = Field(default=None, ge=1, le=65536)
+    # Plain NDJSON dumps larger than this are read by several tasks, one byte range each.
+    split_bytes: int = Field(default=256 * 2**20, gt=0)
 
 
 class CrawlConfig(Section):
@@ -89,64 +97,126 @@ class CrawlConfig(Section):
     allowed_networks: list[str] = []
     obey_robots_txt: bool = True
     user_agent: str = "webtext-crawler/0.1 (+https://github.com/webtext/webtext)"
-    concurrent_requests: int = 64
-    concurrent_requests_per_domain: int = 8
-    download_delay_s: float = 0.0
-    autothrottle: bool = False
-    timeout_s: float = 10.0
-    retries: int = 2
-    max_redirects: int = 5
-    max_bytes: int = 4 * 1024 * 1024
-    partitions: int | None = None  # Ray tasks; default: 2 per CPU, at most one per registered domain
+    concurrent_requests: int = Field(default=64, ge=1)
+    concurrent_requests_per_domain: int = Field(default=8, ge=1)
+    download_delay_s: float = Field(default=0.0, ge=0)
+    # Scrapy's AutoThrottle adapts each domain's delay to its latency: on for the open web, off for
+    # loopback demos and tests.
+    autothrottle: bool = True
+    timeout_s: float = Field(default=10.0, gt=0)
+    retries: int = Field(default=2, ge=0)
+    # 429/503 with Retry-After: waited for up to this many seconds, else the URL ends as http_error.
+    retry_after_max_s: float = Field(default=60.0, ge=0)
+    max_redirects: int = Field(default=5, ge=0)
+    max_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    # At most this many URLs of one registered domain are fetched per run; the rest end as domain_cap.
+    max_urls_per_domain: int | None = Field(default=None, ge=1)
+    # Work units: URLs are hashed by registered domain into `buckets` (fewer for a small input), each cut into units of about
+    # `unit_urls` URLs (whole domains); both are independent of the cluster size, so a rerun on any
+    # cluster reuses the finished units.
+    buckets: int = Field(default=1024, ge=1, le=65536)
+    unit_urls: int = Field(default=4000, ge=1)
+    # Fetched pages are checkpointed every `checkpoint_rows` pages or `checkpoint_s` seconds: a killed
+    # unit refetches at most that many pages (plus those in flight) when it resumes.
+    checkpoint_rows: int = Field(default=32, ge=1)
+    checkpoint_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{network!r} is not a CIDR network (e.g. 127.0.0.0/8): {exc}") from None
+        return value
 
 
 class ExtractConfig(Section):
-    """Extraction (trafilatura) and the cleaning filters applied to its text."""
+    """Extraction (trafilatura, resiliparse fallback) and the cleaning filters applied to its text.
+
+    Defaults were chosen on the WCXB dev set with benchmarks/extraction_eval.py (BENCHMARKS.md).
+    """
 
     favor_precision: bool = False
     favor_recall: bool = False
     include_tables: bool = True
     include_comments: bool = False
+    fallback: bool = True  # resiliparse main-content text when trafilatura's is much shorter
+    fallback_min_ratio: float = Field(2.0, ge=1.0)  # ... by this factor (characters)
+    full_metadata: bool = False  # trafilatura's metadata (+htmldate) instead of a few XPath lookups
+    max_html_bytes: int = Field(8 * 2**20, gt=0)  # larger pages are dropped unparsed: html_too_large
+    time_budget_s: float = Field(20.0, gt=0)  # a page that took longer is dropped: extraction_timeout
+    max_replacement_ratio: float = Field(0.002, ge=0, le=1)  # U+FFFD per character: bad_encoding
     languages: list[str] = ["en"]
-    min_language_score: float = 0.5
-    min_words: int = 50
-    min_mean_word_length: float = 3.0
-    max_mean_word_length: float = 10.0
-    max_symbol_ratio: float = 0.1  # '#' and '…' per word (Gopher)
-    min_alpha_word_ratio: float = 0.7  # words with at least one letter (Gopher: 0.8 on raw words)
-    max_duplicate_line_ratio: float = 0.3
+    min_language_score: float = Field(0.5, ge=0, le=1)
+    language_sample_chars: int = Field(2000, ge=100)  # language ID reads this much sentence-like text
+    min_words: int = Field(50, ge=0)
+    min_mean_word_length: float = Field(3.0, ge=0)
+    max_mean_word_length: float = Field(10.0, gt=0)
+    max_symbol_ratio: float = Field(0.1, ge=0)  # '#' and '…' per word (Gopher)
+    min_alpha_word_ratio: float = Field(0.7, ge=0, le=1)  # words with a letter (Gopher: 0.8 on raw words)
+    max_duplicate_line_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated lines (Gopher 0.2)
+    max_duplicate_paragraph_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated paragraphs (Gopher 0.2)
     boilerplate_phrases: list[str] = [
         "enable javascript", "javascript is disabled", "are you a robot", "verify you are human",
         "we use cookies", "accept all cookies", "access denied", "403 forbidden", "page not found",
     ]
-    max_boilerplate_phrases: int = 1
+    max_boilerplate_phrases: int = Field(1, ge=0)
 
 
 class DedupConfig(Section):
-    """Exact (normalized-text hash) then near-duplicate (MinHash LSH) removal."""
+    """Exact (normalized-text hash) then near-duplicate (MinHash LSH) removal.
+
+    `hash` is the 32-bit hash of a shingle: `poly64` (default) is computed in numpy over a whole
+    batch, ~20x faster than a Python call per shingle; `xxh3` (xxh3_64 of the shingle's bytes,
+    low 32 bits) and `sha1` (datasketch's default `sha1_hash32`) are per-shingle Python calls.
+    `bands`/`rows` of 0 are tuned for recall at `threshold` (a pair at the threshold is a
+    candidate with probability >= 0.99). `verify: jaccard` checks each candidate pair's exact
+    Jaccard of shingle sets; `signature` its MinHash agreement (less scratch space, +-0.035 noise
+    at 128 permutations, so pairs near the threshold go either way).
+    """
 
     exact: bool = True
     near: bool = True
-    shingle_words: int = 5
-    num_perm: int = 128
-    threshold: float = 0.8
+    shingle_words: int = Field(5, ge=1)
+    num_perm: int = Field(128, ge=1, le=1024)
+    threshold: float = Field(0.8, gt=0, le=1)
     seed: int = 1
+    hash: Literal["poly64", "xxh3", "sha1"] = "poly64"
+    bands: int = Field(0, ge=0)
+    rows: int = Field(0, ge=0)
+    buckets: int = Field(0, ge=0)  # hash buckets of the LSH shuffle; 0: from the input size
+    max_pairs_per_doc: int = Field(32, ge=1)  # candidates checked per document within one band bucket
+    verify: Literal["jaccard", "signature"] = "jaccard"
+
+    @model_validator(mode="after")
+    def _bands_fit(self):
+        if (self.bands == 0) != (self.rows == 0):
+            raise ValueError("dedup: set both bands and rows, or neither (tuned for the threshold)")
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"dedup: bands*rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        return self
 
 
 class DecontaminateConfig(Section):
-    """Bloom filter of normalized eval-set n-grams (GPT-2 paper §4)."""
+    """Bloom filter of normalized eval-set n-grams (GPT-2 paper §4).
 
-    evalsets: list[Path] = []
-    ngram: int = 8
-    false_positive_rate: float = 1e-8
-    min_matches: int = 8  # a document with this many eval n-grams is contaminated
+    `evalsets` entries are files (`.tokens` WikiText, PTB `.txt`, LAMBADA `.jsonl`, plain text) or
+    `file.parquet:column` / `file.jsonl:field` for one column of a table.
+    """
+
+    evalsets: list[Location] = []
+    ngram: int = Field(8, ge=1)
+    false_positive_rate: float = Field(1e-8, gt=0, lt=1)
+    min_matches: int = Field(8, ge=1)  # a document with this many eval n-grams is contaminated
     action: Literal["drop", "flag"] = "drop"
 
 
 class ShardConfig(Section):
     """Final Parquet shards (sizes chosen by streaming-read measurements: see BENCHMARKS.md)."""
 
-    max_rows_per_shard: int = Field(default=10_000, ge=1)  # hard limit on the rows of one file
+    max_rows_per_shard: int = Field(default=50_000, ge=1)  # hard limit on the rows of one file
     row_group_rows: int = Field(default=1_000, ge=1)  # the unit a streaming reader decodes at once
     compression: Literal["zstd", "snappy", "gzip", "brotli", "lz4", "none"] = "zstd"
 

@@ -499,6 +499,9 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         stats.input = check_inputs(stage, files)
         _run_map(stage, files, out, config, stats)
     stats.seconds = time.perf_counter() - start
+    # A worker killed mid-write leaves its part's temporary file (its retry wrote the part itself);
+    # plain Parquet readers of the folder would choke on it.
+    storage.delete_temporaries(out)
     if stats.input != stats.output + sum(stats.dropped.values()):
         raise AccountingError(
             f"{stage.name}: {stats.input} {stage.unit} in != {stats.output} out + {sum(stats.dropped.values())} dropped"

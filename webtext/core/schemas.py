@@ -44,6 +44,7 @@ DOC_FIELDS = [
     pa.field("language_score", pa.float32()),
     pa.field("n_words", pa.int32()),
     pa.field("n_chars", pa.int32()),
+    pa.field("n_tokens", pa.int32()),  # GPT-2 BPE tokens (webtext.core.tokenizer), the training-budget unit
     pa.field("final_url", pa.string()),
     pa.field("fetched_at", pa.timestamp("ms", tz="UTC")),  # Parquet has no seconds unit
 ]

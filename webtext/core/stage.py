@@ -59,6 +59,9 @@ class Stage:
     optional: dict[str, tuple[pa.DataType, Default]] = field(default_factory=dict)
     resources: Resources = Resources()
     plan: Callable[[Any], Any] | None = None  # multi-step stages: Run -> StageStats
+    # A plan that resumes its own partial work (the crawl's units): the runner keeps `out` when the
+    # marker is absent or stale, and the plan must itself discard what no longer matches.
+    resumable: bool = False
     description: str = ""
 
     @property

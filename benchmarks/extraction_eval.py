@@ -1,0 +1,160 @@
+"""Extraction quality and CPU cost on the WCXB dev set, scored by WCXB's own `evaluate.py`.
+
+    .venv/bin/python benchmarks/extraction_eval.py [--data DIR] [--limit N] [--jobs 2] [--set key=value ...]
+
+Three systems on the same pages in the same run: bare `trafilatura.extract` (bytes in, defaults),
+the project's Extractor text before the quality rules, and after them (a dropped page scores 0).
+Prints precision/recall/F1 overall and per page type, each drop reason per page type with the
+ground-truth size of the pages it dropped, and the CPU time per page of the Extractor vs bare
+trafilatura (the two are called alternately on every page, CPU time of this process).
+`--set` overrides ExtractConfig fields (e.g. `--set favor_recall=true`) to measure a setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.util
+import json
+import statistics
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import trafilatura
+import yaml
+
+from cleaning.extract import Extractor
+from webtext.core.config import ExtractConfig
+
+DATA = Path("/work/shared/data/extraction/wcxb-dev")
+TYPES = ["article", "forum", "product", "collection", "listing", "documentation", "service"]
+SYSTEMS = ["bare", "before", "after"]
+
+
+def scorer(data: Path):
+    """WCXB's evaluate.py, loaded from the data folder so its word F1 is the one reported."""
+    spec = importlib.util.spec_from_file_location("wcxb_evaluate", data / "evaluate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_pages(data: Path, limit: int | None) -> list[dict]:
+    module = scorer(data)
+    pages = []
+    for path in sorted((data / "ground-truth").glob("*.json"))[:limit]:
+        record = json.loads(path.read_text())
+        truth = record.get("ground_truth") or {}
+        pages.append({
+            "id": path.stem,
+            "url": record.get("url") or f"http://wcxb.invalid/{path.stem}",
+            "type": module.get_page_type(record),
+            "truth": truth.get("main_content") or "",
+            "html": str(data / "html" / f"{path.stem}.html.gz"),
+        })
+    return pages
+
+
+_extractor: Extractor | None = None
+
+
+def _init(overrides: dict) -> None:
+    global _extractor
+    _extractor = Extractor(ExtractConfig(**overrides))
+
+
+def run_chunk(chunk: list[dict]) -> list[dict]:
+    """Both systems on each page, alternating which goes first; CPU seconds of this process."""
+    out = []
+    for i, page in enumerate(chunk):
+        html = gzip.decompress(Path(page["html"]).read_bytes())
+        row = {"url": page["url"], "html": html, "status": "ok", "content_type": None}
+        timings = {}
+        for system in (("bare", "project") if i % 2 else ("project", "bare")):
+            start = time.process_time()
+            if system == "bare":
+                bare = trafilatura.extract(html) or ""
+            else:
+                doc = _extractor.extract(row)
+            timings[system] = time.process_time() - start
+        out.append({
+            "id": page["id"], "bare": bare, "before": doc["text"] or "",
+            "drop_reason": doc["drop_reason"], "cpu_bare": timings["bare"], "cpu_project": timings["project"],
+        })
+    return out
+
+
+def table(rows: list[dict]) -> None:
+    """Mean P/R/F1 per system, overall and per page type."""
+    groups = {"overall": rows, **{t: [r for r in rows if r["type"] == t] for t in TYPES}}
+    print(f"{'type':<14}{'n':>5}  " + "  ".join(f"{s + ' P/R/F1':>20}" for s in SYSTEMS) + "   after-bare")
+    for name, group in groups.items():
+        if not group:
+            continue
+        cells, f1 = [], {}
+        for system in SYSTEMS:
+            p, r, f = (statistics.fmean(row["scores"][system][k] for row in group) for k in range(3))
+            f1[system] = f
+            cells.append(f"{p:.3f}/{r:.3f}/{f:.3f}".rjust(20))
+        print(f"{name:<14}{len(group):>5}  " + "  ".join(cells) + f"   {f1['after'] - f1['bare']:+.3f}")
+
+
+def drops(rows: list[dict]) -> None:
+    """Each drop reason: pages per type and the ground-truth words of the pages it dropped."""
+    by_reason = defaultdict(list)
+    for row in rows:
+        if row["drop_reason"]:
+            by_reason[row["drop_reason"]].append(row)
+    print(f"\n{'drop reason':<22}{'pages':>6}  {'truth words median/max':>24}  per type")
+    for reason, group in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        words = sorted(len(r["truth"].split()) for r in group)
+        types = Counter(r["type"] for r in group)
+        per_type = ", ".join(f"{t} {types[t]}" for t in TYPES if types[t])
+        print(f"{reason:<22}{len(group):>6}  {statistics.median(words):>15.0f}/{words[-1]:<8}  {per_type}")
+    articles = [r for r in rows if r["type"] == "article"]
+    if articles:
+        dropped = sum(1 for r in articles if r["drop_reason"])
+        print(f"article pages dropped: {dropped}/{len(articles)} = {dropped / len(articles):.2%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=None, help="first N pages only")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ExtractConfig override")
+    parser.add_argument("--dump", type=Path, help="write per-page results (JSON lines) here")
+    args = parser.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    ExtractConfig(**overrides)  # a bad override fails here, before any work
+
+    module = scorer(args.data)
+    pages = load_pages(args.data, args.limit)
+    chunks = [pages[i::args.jobs * 8] for i in range(args.jobs * 8)]
+    start = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(overrides,)) as pool:
+        results = {r["id"]: r for chunk in pool.map(run_chunk, chunks) for r in chunk}
+    wall = time.perf_counter() - start
+    rows = [{**page, **results[page["id"]]} for page in pages]
+    rows = [{**row, "after": "" if row["drop_reason"] else row["before"]} for row in rows]
+
+    for row in rows:
+        row["scores"] = {system: module.word_f1(row[system], row["truth"]) for system in SYSTEMS}
+
+    print(f"WCXB dev: {len(rows)} pages, {args.jobs} processes, {wall:.0f} s wall; overrides {overrides or 'none'}\n")
+    table(rows)
+    drops(rows)
+    cpu_bare = sum(r["cpu_bare"] for r in rows)
+    cpu_project = sum(r["cpu_project"] for r in rows)
+    print(f"\nCPU per page: Extractor {1000 * cpu_project / len(rows):.1f} ms, bare trafilatura "
+          f"{1000 * cpu_bare / len(rows):.1f} ms, ratio {cpu_project / cpu_bare:.2f}x")
+    if args.dump:
+        with args.dump.open("w") as out:
+            for row in rows:
+                out.write(json.dumps({k: v for k, v in row.items() if k != "html"}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Harvest stage vs bare loops over the same `.zst` dump: zstd stream + orjson.loads per line, and a
+msgspec typed decode per line; runs alternated, CPU seconds and wall seconds both reported (the
+machine is shared: CPU time is the steadier per-core figure).
+
+    .venv/bin/python benchmarks/harvest_gen.py /tmp/RS_1m.zst --records 1000000
+    .venv/bin/python benchmarks/harvest_bench.py /tmp/RS_1m.zst --rounds 2
+
+The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is the
+sum over its Ray task processes (read + merge), from each task's own `resource.getrusage`. Peak RSS
+is reported per task process and for the driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import msgspec  # noqa: E402
+import orjson  # noqa: E402
+import zstandard  # noqa: E402
+
+from crawler import harvest  # noqa: E402
+from crawler.harvest import HARVEST, ZSTD_MAX_WINDOW, Submission  # noqa: E402
+from webtext.core import runner  # noqa: E402
+from webtext.core.config import HarvestConfig  # noqa: E402
+
+
+def bare_orjson(path: str) -> int:
+    n = 0
+    with open(path, "rb") as f:
+        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
+        for line in stream:
+            orjson.loads(line)
+            n += 1
+    return n
+
+
+def bare_msgspec(path: str) -> int:
+    n = 0
+    decoder = msgspec.json.Decoder(Submission)
+    with open(path, "rb") as f:
+        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
+        for line in stream:
+            decoder.decode(line)
+            n += 1
+    return n
+
+
+def _measured(fn):
+    """Wrap a task function so that its result carries the CPU seconds and peak RSS of its process."""
+
+    def wrapped(item):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        result = fn(item)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        return {**result, "_cpu": cpu, "_rss_mb": after.ru_maxrss / 1024}
+
+    return wrapped
+
+
+TASK_CPU: list[float] = []
+TASK_RSS: list[float] = []
+
+
+def instrument():
+    """Route the stage's task functions through `_measured` and collect what they report."""
+    original = runner.Run.tasks
+
+    def tasks(self, fn, items, resources=runner.Resources(), desc=""):
+        results = original(self, _measured(fn), items, resources, desc)
+        for r in results:
+            TASK_CPU.append(r.pop("_cpu"))
+            TASK_RSS.append(r.pop("_rss_mb"))
+        return results
+
+    runner.Run.tasks = tasks
+
+
+def project(path: str, out: Path) -> tuple[int, float, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    TASK_CPU.clear()
+    t = time.perf_counter()
+    stats = runner.run_stage(HARVEST, [path], str(out), HarvestConfig())
+    return stats.input, time.perf_counter() - t, sum(TASK_CPU)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dump")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    t = time.perf_counter()
+    runner.init_ray(address="local", num_cpus=2)
+    print(f"Ray start: {time.perf_counter() - t:.1f}s (excluded below)")
+    instrument()
+    out = Path(tempfile.mkdtemp(prefix="harvest-bench-")) / "harvest"
+    rates: dict[str, list[tuple[float, float]]] = {"orjson": [], "msgspec": [], "stage": []}
+    for r in range(args.rounds):
+        for name, fn in (("orjson", bare_orjson), ("msgspec", bare_msgspec)):
+            c, t = time.process_time(), time.perf_counter()
+            n = fn(args.dump)
+            rates[name].append((n / (time.perf_counter() - t), n / (time.process_time() - c)))
+        n, wall, cpu = project(args.dump, out)
+        rates["stage"].append((n / wall, n / cpu))
+        print("round %d: " % r + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items()), flush=True)
+    best = {k: (max(w for w, _ in v), max(c for _, c in v)) for k, v in rates.items()}
+    for base in ("orjson", "msgspec"):
+        print(f"stage / bare {base}: {best['stage'][1] / best[base][1]:.3f}x per CPU second, "
+              f"{best['stage'][0] / best[base][0]:.3f}x wall (stage on {runner.cpus()} CPUs, bare loop on 1)")
+    print(f"peak RSS: task processes max {max(TASK_RSS):.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    shutil.rmtree(out.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

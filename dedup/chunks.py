@@ -1,0 +1,49 @@
+"""Work units of the dedup and decontaminate plans: runs of whole row groups of one Parquet file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from webtext.core import runner, storage
+from webtext.core.stage import Stage
+
+CHUNK_ROWS = 50_000  # documents per task (row groups are never split)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    file: str
+    row_groups: tuple[int, ...]
+
+
+def chunks(files: list[str], rows_per_chunk: int | None = None) -> list[Chunk]:
+    rows_per_chunk = rows_per_chunk or CHUNK_ROWS
+    out: list[Chunk] = []
+    for f in files:
+        meta = storage.parquet_metadata(f)
+        group: list[int] = []
+        rows = 0
+        for rg in range(meta.num_row_groups):
+            if group and rows + meta.row_group(rg).num_rows > rows_per_chunk:
+                out.append(Chunk(len(out), f, tuple(group)))
+                group, rows = [], 0
+            group.append(rg)
+            rows += meta.row_group(rg).num_rows
+        out.append(Chunk(len(out), f, tuple(group)))
+    return out
+
+
+def read(stage: Stage, chunk: Chunk, columns: list[str] | None = None) -> pa.Table:
+    """The chunk's rows (all columns, or `columns` where present), conformed to the stage's inputs."""
+    with storage.open_input(chunk.file) as f:
+        pf = pq.ParquetFile(f)
+        wanted = [c for c in columns if c in pf.schema_arrow.names] if columns else None
+        if chunk.row_groups:
+            table = pf.read_row_groups(list(chunk.row_groups), columns=wanted)
+        else:
+            table = pf.schema_arrow.empty_table().select(wanted) if wanted else pf.schema_arrow.empty_table()
+    return runner.conform_input(stage, table)

@@ -1,0 +1,372 @@
+"""The dedup stage: exact and near-duplicate removal as a sequence of partitioned Ray tasks.
+
+No step holds every document, signature or id in one process, and the driver only sees counts:
+
+1. sign (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
+   exact-text hash, LSH band keys. Writes the chunk's signatures and ranks once, and its
+   (key, node) rows to K hash buckets.
+2. candidates (one task per bucket): documents with an equal key are candidate pairs (each
+   compared with at most `max_pairs_per_doc` earlier members of its key group, so a group of 10k
+   identical pages costs 320k pairs, not 50M); pairs go to the chunk of their first document.
+3. attach (per chunk): the first document's signature and rank join each pair; pairs go on to
+   the chunk of their second document.
+4. verify (per chunk): the second signature joins; a pair is an edge when its texts have the
+   same exact hash (`exact`) or its signatures agree on >= `threshold` of the permutations
+   (`near`). Edges are written both ways, partitioned by node.
+5. components: min-label propagation, one task per node partition and round, until no label
+   changes (rounds = the largest cluster's diameter + 1). A node's label is its rank string,
+   so the minimum of a cluster is its survivor: most karma, then earliest created_utc, then id.
+6. route + filter (per chunk): each clustered document's (cluster, reason) goes back to its
+   chunk, and the chunk's rows are written out without the duplicates.
+
+Scratch space: ~4 * num_perm bytes (signature) + 16 * (bands + 1) bytes (keys) per document.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dedup import chunks as chunking
+from dedup.chunks import Chunk
+from dedup.minhash import band_keys, bands_rows, sign_with_shingles
+from webtext.core import runner, storage
+from webtext.core.config import DedupConfig
+from webtext.core.schemas import DEDUP_FIELDS, DOCS
+from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default, null_default
+from webtext.core.stats import StageStats
+
+SIGN_BATCH = 2_000  # documents per numpy signature batch
+ROWS_PER_BUCKET = 2_000_000  # key rows per candidates task
+NODE_PARTS = 8  # min-label propagation partitions (per million documents, at least this)
+_SEP = "\x00"  # sorts below every character of an id, so the rank order is the id order
+
+OUTPUT = pa.schema(
+    [f if f.name in ("id", "text") else f.with_nullable(True) for f in DOCS] + DEDUP_FIELDS
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of one dedup run needs (small, pickled with each task)."""
+
+    config: DedupConfig
+    scratch: str
+    out: str
+    buckets: int
+    parts: int
+    bands: int
+    rows: int
+
+
+def _p(scratch: str, *parts: str) -> str:
+    return storage.join(scratch, *parts)
+
+
+def _part_of(values: list[str], parts: int) -> np.ndarray:
+    return np.fromiter((zlib.crc32(v.encode()) % parts for v in values), np.int64, len(values))
+
+
+# -- ranks: the survivor order as one sortable string -------------------------------------------------
+
+
+def ranks(table: pa.Table, hashes: np.ndarray, nodes: np.ndarray) -> list[str]:
+    """`-karma, created_utc, id` as a string whose minimum is the survivor, then hash and node."""
+    karma = table.column("karma").fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    created = table.column("created_utc").to_pylist()
+    ids = table.column("id").to_pylist()
+    out = []
+    for k, c, i, h, n in zip(karma.tolist(), created, ids, hashes.tolist(), nodes.tolist()):
+        c_key = (1 << 64) - 1 if c is None else c + (1 << 63)
+        out.append(f"{(1 << 63) - 1 - k:020d}{c_key:020d}{i}{_SEP}{h:016x}{_SEP}{n:016x}")
+    return out
+
+
+def _parse(rank: str) -> tuple[str, str, int]:
+    """(id, exact hash, node) of a rank string."""
+    head, h, node = rank[40:].rsplit(_SEP, 2)
+    return head, h, int(node, 16)
+
+
+# -- steps ------------------------------------------------------------------------------------------
+
+
+def _sign(args: tuple[Job, Chunk]) -> int:
+    job, chunk = args
+    table = chunking.read(DEDUP, chunk, ["id", "text", "karma", "created_utc"])
+    texts = table.column("text").combine_chunks()
+    n = len(texts)
+    parts = [sign_with_shingles(texts.slice(lo, SIGN_BATCH), job.config) for lo in range(0, n, SIGN_BATCH)]
+    sigs = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, job.config.num_perm), np.uint32)
+    hashes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
+    nodes = (np.uint64(chunk.index) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
+    if job.config.verify == "jaccard":
+        data = pa.chunked_array([p[2] for p in parts], pa.list_(pa.uint32()))
+    else:
+        data = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * job.config.num_perm), n, [None, pa.py_buffer(sigs.tobytes())])
+    docs = pa.table({"rank": pa.array(ranks(table, hashes, nodes), pa.string()), "data": data})
+    storage.write_parquet(_p(job.scratch, "docs", f"{chunk.index:06d}.parquet"), docs)
+    key_cols = []
+    if job.config.near:
+        key_cols.append(band_keys(sigs, job.bands, job.rows))
+    if job.config.exact:
+        key_cols.append(hashes[:, None])
+    if not key_cols or not n:
+        return n
+    keys = np.concatenate(key_cols, axis=1)
+    flat_keys = keys.reshape(-1)
+    flat_nodes = np.repeat(nodes, keys.shape[1])
+    bucket = flat_keys % np.uint64(job.buckets)
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(job.buckets + 1))
+    for b in range(job.buckets):
+        sel = order[bounds[b] : bounds[b + 1]]
+        if len(sel):
+            storage.write_parquet(
+                _p(job.scratch, "keys", f"{b:05d}", f"{chunk.index:06d}.parquet"),
+                pa.table({"key": flat_keys[sel], "node": flat_nodes[sel]}),
+            )
+    return n
+
+
+def _write_grouped(table: pa.Table, group: np.ndarray, folder: str, name: str) -> None:
+    """Write `table`'s rows to `folder/<group>/name` per distinct group value."""
+    order = np.argsort(group, kind="stable")
+    values, starts = np.unique(group[order], return_index=True)
+    ends = list(starts[1:]) + [len(order)]
+    for value, lo, hi in zip(values.tolist(), starts.tolist(), ends):
+        storage.write_parquet(storage.join(folder, f"{value:06d}", name), table.take(pa.array(order[lo:hi])))
+
+
+def _candidates(args: tuple[Job, int]) -> int:
+    job, bucket = args
+    folder = _p(job.scratch, "keys", f"{bucket:05d}")
+    if not storage.exists(folder):
+        return 0
+    table = pa.concat_tables(pq.read_table(storage.open_input(f)) for f in storage.list_files(folder))
+    keys = table.column("key").to_numpy()
+    nodes = table.column("node").to_numpy()
+    order = np.lexsort((nodes, keys))
+    keys, nodes = keys[order], nodes[order]
+    pairs_a, pairs_b = [], []
+    for d in range(1, min(job.config.max_pairs_per_doc, len(keys) - 1) + 1):
+        same = keys[d:] == keys[:-d]
+        if not same.any():
+            break
+        pairs_a.append(nodes[:-d][same])
+        pairs_b.append(nodes[d:][same])
+    if not pairs_a:
+        return 0
+    a, b = np.concatenate(pairs_a), np.concatenate(pairs_b)
+    keep = a != b
+    a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    if not len(pairs):
+        return 0
+    _write_grouped(
+        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), (pairs[:, 0] >> np.uint64(32)).astype(np.int64),
+        _p(job.scratch, "pairs_a"), f"{bucket:05d}.parquet",
+    )
+    return len(pairs)
+
+
+def _read_folder(folder: str) -> pa.Table | None:
+    if not storage.exists(folder):
+        return None
+    tables = [pq.read_table(storage.open_input(f)) for f in storage.list_files(folder, (".parquet",))]
+    return pa.concat_tables(tables) if tables else None
+
+
+def _docs(job: Job, chunk: int) -> pa.Table:
+    return pq.read_table(storage.open_input(_p(job.scratch, "docs", f"{chunk:06d}.parquet")))
+
+
+def _attach(args: tuple[Job, int]) -> int:
+    job, chunk = args
+    pairs = _read_folder(_p(job.scratch, "pairs_a", f"{chunk:06d}"))
+    if pairs is None:
+        return 0
+    both = np.unique(np.stack([pairs.column("a").to_numpy(), pairs.column("b").to_numpy()], axis=1), axis=0)
+    docs = _docs(job, chunk)
+    rows = pa.array((both[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    table = pa.table({"a_rank": docs.column("rank").take(rows), "a_data": docs.column("data").take(rows), "b": both[:, 1]})
+    _write_grouped(table, (both[:, 1] >> np.uint64(32)).astype(np.int64), _p(job.scratch, "pairs_b"), f"{chunk:06d}.parquet")
+    return len(both)
+
+
+def _sig_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
+    data = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return np.frombuffer(data.buffers()[1], np.uint32, len(data) * num_perm, data.offset * 4 * num_perm).reshape(-1, num_perm)
+
+
+def _jaccards(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Exact Jaccard of each pair of sorted distinct shingle-hash lists."""
+    a, b = a.combine_chunks(), b.combine_chunks()
+    a_off, b_off = a.offsets.to_numpy(), b.offsets.to_numpy()
+    a_val, b_val = a.values.to_numpy(), b.values.to_numpy()
+    out = np.zeros(len(a))
+    for i in range(len(a)):
+        x, y = a_val[a_off[i] : a_off[i + 1]], b_val[b_off[i] : b_off[i + 1]]
+        common = len(np.intersect1d(x, y, assume_unique=True))
+        out[i] = common / (len(x) + len(y) - common)
+    return out
+
+
+def _verify(args: tuple[Job, int]) -> int:
+    job, chunk = args
+    pairs = _read_folder(_p(job.scratch, "pairs_b", f"{chunk:06d}"))
+    if pairs is None:
+        return 0
+    docs = _docs(job, chunk)
+    rows = pa.array((pairs.column("b").to_numpy() & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    b_rank = docs.column("rank").take(rows)
+    b_data = docs.column("data").take(rows)
+    if job.config.verify == "jaccard":
+        similarity = _jaccards(pairs.column("a_data"), b_data)
+    else:
+        n = job.config.num_perm
+        similarity = (_sig_matrix(pairs.column("a_data"), n) == _sig_matrix(b_data, n)).mean(axis=1)
+    a_ranks, b_ranks = pairs.column("a_rank").to_pylist(), b_rank.to_pylist()
+    same_text = np.array([_parse(x)[1] == _parse(y)[1] for x, y in zip(a_ranks, b_ranks)], bool)
+    edge = np.zeros(len(a_ranks), bool)
+    if job.config.exact:
+        edge |= same_text
+    if job.config.near:
+        edge |= similarity >= job.config.threshold
+    src = [r for r, e in zip(a_ranks, edge) if e] + [r for r, e in zip(b_ranks, edge) if e]
+    dst = [r for r, e in zip(b_ranks, edge) if e] + [r for r, e in zip(a_ranks, edge) if e]
+    if src:
+        _write_grouped(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())}),
+                       _part_of(src, job.parts), _p(job.scratch, "adj"), f"{chunk:06d}.parquet")
+    return int(edge.sum())
+
+
+def _propagate(args: tuple[Job, int, int]) -> int:
+    """One min-label round for one node partition; returns the messages sent (0: stable)."""
+    job, part, round_ = args
+    adj = _read_folder(_p(job.scratch, "adj", f"{part:06d}"))
+    if adj is None:
+        return 0
+    if round_ == 0:
+        labels = adj.group_by("src").aggregate([("dst", "min")]).rename_columns(["node", "new"])
+        labels = labels.append_column("label", pc.min_element_wise(labels.column("node"), labels.column("new")))
+        changed = labels
+    else:
+        old = pq.read_table(storage.open_input(_p(job.scratch, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet")))
+        msgs = _read_folder(_p(job.scratch, "msgs", f"{round_:04d}", f"{part:06d}"))
+        if msgs is None:
+            storage.write_parquet(_p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet"), old)
+            return 0
+        best = msgs.group_by("node").aggregate([("label", "min")]).rename_columns(["node", "new"])
+        labels = old.join(best, "node", join_type="left outer")
+        new = pc.coalesce(pc.min_element_wise(labels.column("label"), labels.column("new")), labels.column("label"))
+        moved = pc.less(new, labels.column("label")).fill_null(False)
+        labels = labels.set_column(labels.column_names.index("label"), "label", new)
+        changed = labels.filter(moved)
+    labels = labels.select(["node", "label"])
+    storage.write_parquet(_p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet"), labels)
+    if not changed.num_rows:
+        return 0
+    out = adj.join(changed.select(["node", "label"]), "src", "node", join_type="inner")
+    dst = out.column("dst").to_pylist()
+    _write_grouped(pa.table({"node": out.column("dst"), "label": out.column("label")}), _part_of(dst, job.parts),
+                   _p(job.scratch, "msgs", f"{round_ + 1:04d}"), f"{part:06d}.parquet")
+    return out.num_rows
+
+
+def _route(args: tuple[Job, int, int]) -> int:
+    """Send each clustered document's survivor id and reason to its chunk."""
+    job, part, round_ = args
+    path = _p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet")
+    if not storage.exists(path):
+        return 0
+    labels = pq.read_table(storage.open_input(path))
+    rows, clusters, reasons, chunks = [], [], [], []
+    for node, label in zip(labels.column("node").to_pylist(), labels.column("label").to_pylist()):
+        _, h, n = _parse(node)
+        survivor, survivor_hash, _ = _parse(label)
+        rows.append(n & 0xFFFFFFFF)
+        chunks.append(n >> 32)
+        clusters.append(survivor)
+        reasons.append(None if node == label else ("exact_duplicate" if h == survivor_hash else "near_duplicate"))
+    table = pa.table({"row": pa.array(rows, pa.int64()), "cluster": pa.array(clusters, pa.string()),
+                      "reason": pa.array(reasons, pa.string())})
+    _write_grouped(table, np.array(chunks, np.int64), _p(job.scratch, "results"), f"{part:06d}.parquet")
+    return len(rows)
+
+
+def _filter(args: tuple[Job, Chunk]) -> dict:
+    """Write the chunk's rows with `duplicate_cluster`, less the duplicates; returns its counts."""
+    job, chunk = args
+    table = chunking.read(DEDUP, chunk)
+    n = table.num_rows
+    cluster = np.full(n, None, object)
+    reason = np.full(n, None, object)
+    results = _read_folder(_p(job.scratch, "results", f"{chunk.index:06d}"))
+    if results is not None:
+        idx = results.column("row").to_numpy()
+        cluster[idx] = results.column("cluster").to_pylist()
+        reason[idx] = results.column("reason").to_pylist()
+    table = table.append_column("duplicate_cluster", pa.array(cluster.tolist(), pa.string()))
+    drop = pa.array(reason.tolist(), pa.string())
+    kept = table.filter(pc.is_null(drop))
+    storage.write_parquet(storage.join(job.out, f"part-{chunk.index:05d}.parquet"), runner.conform_output(kept, OUTPUT))
+    counts = Counter(r for r in reason.tolist() if r is not None)
+    return {"kept": kept.num_rows, "dropped": dict(counts)}
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def dedup_plan(run) -> StageStats:
+    config: DedupConfig = run.config
+    files = runner.input_files(DEDUP, run.inputs)
+    run.stats.input = runner.check_inputs(DEDUP, files)
+    if run.stats.input == 0:
+        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), OUTPUT.empty_table())
+        return run.stats
+    bands, rows = bands_rows(config)
+    key_rows = run.stats.input * (bands * config.near + config.exact)
+    buckets = config.buckets or max(1, -(-key_rows // ROWS_PER_BUCKET))
+    parts = max(NODE_PARTS, -(-run.stats.input // 1_000_000) * NODE_PARTS)
+    job = Job(config, run.scratch, run.out, buckets, parts, bands, rows)
+    chunks = chunking.chunks(files)
+    light = Resources(num_cpus=1)
+    run.tasks(_sign, [(job, c) for c in chunks], light, desc="signatures")
+    pairs = sum(run.tasks(_candidates, [(job, b) for b in range(buckets)], light, desc="candidate pairs"))
+    run.stats.outcomes["candidate_pairs"] = pairs
+    edges = 0
+    if pairs:
+        run.tasks(_attach, [(job, c.index) for c in chunks], light, desc="pairs")
+        edges = sum(run.tasks(_verify, [(job, c.index) for c in chunks], light, desc="verify"))
+    run.stats.outcomes["verified_pairs"] = edges
+    round_ = -1
+    if edges:
+        round_, sent = 0, 1
+        while sent:
+            sent = sum(run.tasks(_propagate, [(job, p, round_) for p in range(parts)], light, desc=f"components round {round_}"))
+            round_ += 1
+        round_ -= 1
+        run.tasks(_route, [(job, p, round_) for p in range(parts)], light, desc="clusters")
+    run.stats.outcomes["component_rounds"] = round_ + 1
+    for result in run.tasks(_filter, [(job, c) for c in chunks], light, desc="filter"):
+        run.stats.output += result["kept"]
+        run.stats.dropped.update(result["dropped"])
+    return run.stats
+
+
+DEDUP = Stage(
+    name="dedup",
+    unit="documents",
+    required={"id": pa.string(), "text": pa.string()},
+    optional={"karma": (pa.int64(), constant_default(0, pa.int64())), "created_utc": (pa.int64(), null_default(pa.int64()))},
+    output=OUTPUT,
+    plan=dedup_plan,
+    description="exact and MinHash near-duplicate removal; one survivor per cluster",
+)

@@ -1,0 +1,144 @@
+"""Crash and resume, for real: `webtext build` (a subprocess) is SIGKILLed during each stage in turn,
+and rerun with the same config each time. The final shards must hold exactly the ids and texts of an
+uninterrupted build, the funnel must count every record once, stages that had finished before a kill
+must not be redone (their completion marker untouched), and no `*.tmp` file may be left.
+
+The first run starts its own embedded Ray, as `webtext build` does on a laptop, so the kill takes
+Ray's own processes with it; the later runs join the test session's Ray (as under `ray job submit`,
+where the driver dies but the cluster lives on), which also keeps the chain fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from webtext import pipeline
+from webtext.core.config import load_config
+from webtext.core.manifest import read_manifest
+from webtext.core.runner import MARKER
+from webtext.demo.dump import write_dump
+from webtext.demo.run import demo_evalset, paragraphs
+from webtext.demo.site import DemoSite
+
+BIN = Path(sys.executable).parent
+STAGES = ["harvest", "crawl", "extract", "dedup", "decontaminate", "shards"]
+# Once OUT/<stage> exists, wait at most this long for the stage to have written something before the
+# kill, so that the long stages are killed with partial work on disk (never past their marker).
+SETTLE_S = {"crawl": 1.5, "extract": 2.0, "decontaminate": 1.0}
+
+
+def write_config(folder: Path, out_dir: str, dump: Path, evalset: Path) -> Path:
+    path = folder / f"{out_dir}.yaml"
+    path.write_text(yaml.safe_dump({
+        "dumps": [str(dump)],
+        "out_dir": out_dir,
+        "ray": {"num_cpus": 2, "object_store_memory_mb": 128},
+        "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 5.0, "retries": 0, "autothrottle": False},
+        "decontaminate": {"evalsets": [str(evalset)]},
+        "shards": {"max_rows_per_shard": 4},  # several shard files, so shard writing has steps to cut
+    }))
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, local_ray):
+    """The demo site with few articles (serving for the whole module), its dump, and one
+    uninterrupted reference build."""
+    folder = tmp_path_factory.mktemp("crash")
+    evalset = demo_evalset(folder)
+    with DemoSite(seed=3, n_articles=10, eval_passages=paragraphs(evalset)[:1], slow_seconds=0.2) as site:
+        dump = folder / "RS_crash.zst"
+        write_dump(dump, site.links(), seed=3)
+        pipeline.build(load_config(write_config(folder, "reference", dump, evalset)))
+        yield folder, dump, evalset
+
+
+def documents(out: Path) -> dict[str, str]:
+    table = pq.read_table(out / "shards" / "data", columns=["id", "text"])
+    return dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
+
+
+def funnel(out: Path) -> list[dict]:
+    """Every stage's counts from the manifest (wall time aside)."""
+    return [{k: v for k, v in stage.items() if k != "seconds"} for stage in read_manifest(str(out / "shards"))["funnel"]]
+
+
+def something_written(folder: Path) -> bool:
+    return any(p.is_file() for p in folder.rglob("*"))
+
+
+def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, int]:
+    """Start `webtext build`, SIGKILL it once OUT/<stage> exists without its marker (and has partial
+    work, or SETTLE_S passed); returns whether the stage was still unfinished after the kill, and how
+    many of the build's own processes outlived it (they are killed here, by PID)."""
+    log = open(out.parent / f"{out.name}-{stage}.log", "w")
+    build = subprocess.Popen([str(BIN / "webtext"), "build", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    folder, marker = out / stage, out / stage / MARKER
+    descendants: dict[int, psutil.Process] = {}
+    seen = None
+    try:
+        while True:
+            assert build.poll() is None, f"build ended (rc {build.returncode}) before {stage}: {log.name}"
+            with_children = psutil.Process(build.pid).children(recursive=True)
+            descendants.update({c.pid: c for c in with_children})
+            if folder.is_dir() and not marker.exists():
+                seen = seen or time.monotonic()
+                if time.monotonic() - seen >= SETTLE_S.get(stage, 0) or something_written(folder):
+                    break
+            time.sleep(0.005 if stage == "shards" else 0.02)
+        os.kill(build.pid, signal.SIGKILL)
+        build.wait()
+        unfinished = not marker.exists()
+    finally:
+        if build.poll() is None:
+            build.kill()
+        log.close()
+    time.sleep(1.0)
+    survivors = [p for p in descendants.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in survivors:
+        p.kill()  # Ray's agents outlive a SIGKILLed embedded driver; never let them linger
+    return unfinished, len(survivors)
+
+
+def markers(out: Path) -> dict[str, int]:
+    return {s: (out / s / MARKER).stat().st_mtime_ns for s in STAGES if (out / s / MARKER).exists()}
+
+
+def test_kill_during_every_stage_then_rerun_gives_the_uninterrupted_corpus(demo):
+    folder, dump, evalset = demo
+    reference = folder / "reference"
+    out = folder / "crashed"
+    config = write_config(folder, "crashed", dump, evalset)
+    embedded = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    joined = {**embedded, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    finished: dict[str, int] = {}
+    record = []
+    for stage in STAGES:
+        unfinished, survivors = kill_during(config, out, stage, embedded if stage == "harvest" else joined)
+        assert unfinished, f"the kill landed after {stage} completed"
+        now = markers(out)
+        # stages finished in an earlier run were skipped, not redone
+        assert {s: now[s] for s in finished} == finished, stage
+        finished.update(now)
+        assert stage not in finished
+        record.append((stage, survivors))
+    final = subprocess.run([str(BIN / "webtext"), "build", str(config)], env=joined, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
+    assert {s: markers(out)[s] for s in finished} == finished
+    assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
+    assert not list(out.rglob("_scratch"))
+    got, want = documents(out), documents(reference)
+    assert got == want and len(want) > 5
+    assert funnel(out) == funnel(reference)
+    print("kills:", record)

@@ -1,0 +1,259 @@
+"""Writing the final shards: a distributed, bounded-memory step with deterministic output.
+
+1. Scatter (one task per input file): documents are read in chunks of at most `CHUNK_BYTES`, each
+   row is given the bucket `xxh64(id) mod B`, and each chunk is written to scratch sorted by bucket,
+   one row group per bucket. Results are the rows per bucket (small).
+2. Gather (one task per bucket): the bucket's row groups are read from every scratch file, sorted by
+   id (ties by url, text), duplicate ids dropped (`duplicate_id`), and written as one or more shard
+   files of at most `max_rows_per_shard` rows (row groups of `row_group_rows`). A bucket holds about
+   `FILL * max_rows_per_shard` rows, so one task holds at most about one shard.
+3. The dataset card `README.md`, then `manifest.json` (the last file: rows, bytes and sha256 of
+   every shard; the funnel; the build config; library versions).
+
+File names (`data/shard-00003-of-00012.parquet`) and contents depend only on the input rows and the
+config: the bucket count and each bucket's file count come from the row counts, not from timing.
+Every file is written under a temporary name and renamed (or published complete on object stores).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+
+from webtext.core import runner, storage
+from webtext.core.config import ShardConfig
+from webtext.core.manifest import DATA, MANIFEST
+from webtext.core.schemas import SCHEMA_VERSION, SHARD
+from webtext.core.stats import StageStats
+from webtext.shards import summary
+from webtext.shards.card import write_card
+
+SCHEMA_KEY = b"webtext_schema_version"
+SHARD_SCHEMA = SHARD.with_metadata({SCHEMA_KEY: SCHEMA_VERSION.encode()})
+CARD = "README.md"
+FILL = 0.9  # target bucket size as a fraction of max_rows_per_shard: a bucket rarely needs two files
+CHUNK_BYTES = 64 * 2**20  # scatter: decoded bytes held before a chunk is written to scratch
+READ_BATCH_ROWS = 4096
+LIBRARIES = ["webtext", "ray", "scrapy", "trafilatura", "datasketch", "rbloom", "pyarrow", "torch", "tiktoken"]
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}.parquet"
+
+
+def sha256_file(location) -> str:
+    digest = hashlib.sha256()
+    with storage.open_input_stream(location) as stream:
+        while block := stream.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def bucket_count(rows: int, max_rows: int) -> int:
+    return 1 if rows <= max_rows else math.ceil(rows / (FILL * max_rows))
+
+
+def buckets_of(ids: pa.Array, count: int) -> np.ndarray:
+    """Bucket of each id: xxh64 of its UTF-8 bytes mod `count` (stable across processes and machines)."""
+    return np.fromiter((xxhash.xxh64_intdigest(i.encode()) % count for i in ids.to_pylist()), dtype=np.int64, count=len(ids))
+
+
+# -- scatter ----------------------------------------------------------------------------------------
+
+
+def _check_required(table: pa.Table, location: str, first_row: int) -> None:
+    for name in ("id", "text"):
+        nulls = table.column(name).null_count
+        if nulls:
+            row = first_row + pc.index(pc.is_null(table.column(name)), True).as_py()
+            raise ValueError(f"{location}: row {row}: `{name}` is null ({nulls} such rows in this chunk); documents need an id and a text")
+
+
+def _write_chunk(table: pa.Table, count: int, path: str) -> list[int]:
+    """One scratch file, rows grouped by bucket, one row group per non-empty bucket; rows per bucket."""
+    buckets = buckets_of(table.column("id").combine_chunks(), count)
+    order = np.argsort(buckets, kind="stable")
+    table = table.take(pa.array(order))
+    rows = np.bincount(buckets, minlength=count)
+    with storage.parquet_writer(path, table.schema, compression="lz4") as writer:
+        start = 0
+        for n in rows:
+            if n:
+                writer.write_table(table.slice(start, int(n)), row_group_size=int(n))
+                start += int(n)
+    return [int(n) for n in rows]
+
+
+def scatter(item: tuple) -> list[tuple[str, list[int]]]:
+    """Task: one input file into bucket-grouped scratch files; returns (file, rows per bucket) for each."""
+    index, location, count, scratch = item
+    with storage.open_input(location) as f:
+        parquet = pq.ParquetFile(f)
+        columns = [name for name in SHARD.names if name in parquet.schema_arrow.names]
+        results, chunk, held, first_row = [], [], 0, 0
+
+        def flush():
+            nonlocal chunk, held, first_row
+            table = runner.conform_output(pa.Table.from_batches(chunk), SHARD)
+            _check_required(table, location, first_row)
+            path = storage.join(scratch, f"scatter-{index:05d}-{len(results):04d}.parquet")
+            results.append((path, _write_chunk(table, count, path)))
+            first_row += table.num_rows
+            chunk, held = [], 0
+
+        for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+            chunk.append(batch)
+            held += batch.nbytes
+            if held >= CHUNK_BYTES:
+                flush()
+        if chunk:
+            flush()
+    return results
+
+
+# -- gather -----------------------------------------------------------------------------------------
+
+
+def _read_bucket(sources: list[tuple[str, int]]) -> pa.Table:
+    parts = []
+    for path, group in sources:
+        with storage.open_input(path) as f:
+            parts.append(pq.ParquetFile(f).read_row_group(group))
+    return pa.concat_tables(parts) if parts else SHARD.empty_table()
+
+
+def _sorted_unique(table: pa.Table) -> tuple[pa.Table, int]:
+    """Rows sorted by id (ties by url, then text, so the kept row is deterministic); duplicate ids dropped."""
+    table = table.sort_by([("id", "ascending"), ("url", "ascending"), ("text", "ascending")])
+    if table.num_rows < 2:
+        return table, 0
+    ids = table.column("id")
+    repeated = pc.equal(ids.slice(1), ids.slice(0, table.num_rows - 1))
+    duplicates = int(pc.sum(repeated).as_py() or 0)
+    if duplicates:
+        keep = pa.concat_arrays([pa.array([True]), pc.invert(repeated).combine_chunks()])
+        table = table.filter(keep)
+    return table, duplicates
+
+
+def gather(item: dict) -> dict:
+    """Task: one bucket into its shard file(s); returns their manifest entries, summary and drops."""
+    table, duplicates = _sorted_unique(_read_bucket(item["sources"]))
+    table = table.replace_schema_metadata(SHARD_SCHEMA.metadata)
+    files = item["files"]
+    entries, summaries = [], []
+    bounds = np.linspace(0, table.num_rows, files + 1).astype(int)
+    for j in range(files):
+        part = table.slice(int(bounds[j]), int(bounds[j + 1] - bounds[j]))
+        relative = f"{DATA}/{shard_name(item['first'] + j, item['total'])}"
+        location = storage.join(item["out"], *relative.split("/"))
+        with storage.parquet_writer(location, SHARD_SCHEMA, compression=item["compression"]) as writer:
+            writer.write_table(part, row_group_size=item["row_group_rows"])
+        entries.append({"file": relative, "bucket": item["bucket"], "rows": part.num_rows, "bytes": storage.size(location), "sha256": sha256_file(location)})
+        summaries.append(summary.summarize(part.select([c for c in summary.COLUMNS if c in part.column_names])))
+    return {"entries": entries, "summary": summary.merge(summaries), "duplicates": duplicates}
+
+
+# -- the plan ---------------------------------------------------------------------------------------
+
+
+def shards_plan(run: runner.Run) -> StageStats:
+    """Documents in (Parquet files or folders), `data/shard-*.parquet` + README.md + manifest.json out."""
+    start = time.perf_counter()
+    config: ShardConfig = run.config or ShardConfig()
+    files = runner.input_files(run.stage, run.inputs)
+    total = runner.check_inputs(run.stage, files)
+    count = bucket_count(total, config.max_rows_per_shard)
+    storage.makedirs(run.scratch)
+    scattered = run.tasks(scatter, [(i, f, count, run.scratch) for i, f in enumerate(files)], desc="bucketing documents")
+    sources: list[list[tuple[str, int]]] = [[] for _ in range(count)]
+    rows = [0] * count
+    for results in scattered:
+        for path, per_bucket in results:
+            group = 0
+            for bucket, n in enumerate(per_bucket):
+                if n:
+                    sources[bucket].append((path, group))
+                    rows[bucket] += n
+                    group += 1
+    if sum(rows) != total:
+        raise runner.AccountingError(f"shards: {total} documents in the inputs' footers, {sum(rows)} read")
+    per_bucket_files = [max(1, math.ceil(n / config.max_rows_per_shard)) for n in rows]
+    total_files = sum(per_bucket_files)
+    items, first = [], 0
+    for bucket in range(count):
+        items.append({
+            "bucket": bucket, "sources": sources[bucket], "first": first, "files": per_bucket_files[bucket], "total": total_files,
+            "out": run.out, "compression": config.compression, "row_group_rows": config.row_group_rows,
+        })
+        first += per_bucket_files[bucket]
+    results = run.tasks(gather, items, desc="writing shards")
+    entries = [entry for result in results for entry in result["entries"]]
+    duplicates = sum(result["duplicates"] for result in results)
+    stats = run.stats
+    stats.input = total
+    stats.output = sum(entry["rows"] for entry in entries)
+    if duplicates:
+        stats.dropped["duplicate_id"] += duplicates
+    stats.seconds = time.perf_counter() - start
+    totals = summary.merge([result["summary"] for result in results])
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "documents": stats.output,
+        "words": totals.get("words", 0),
+        "tokens": totals.get("tokens"),
+        "bytes": sum(entry["bytes"] for entry in entries),
+        "buckets": count,  # a document's bucket: xxh64(UTF-8 id) mod buckets; each file holds one bucket's id range
+        "shards": entries,
+        "summary": totals,
+        "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in SHARD],
+        "funnel": runner.upstream_funnel(run.inputs) + [stats.to_dict()],
+        "config": _build_config(run),
+        "libraries": library_versions(),
+    }
+    overlap = _overlap(run.inputs)
+    if overlap is not None:
+        manifest["overlap"] = overlap
+    write_card(run.out, manifest, overlap)
+    storage.write_json(storage.join(run.out, MANIFEST), manifest)
+    return stats
+
+
+def _build_config(run) -> dict | None:
+    config = run.context.get("build_config")
+    if config is None:
+        return {"shards": (run.config or ShardConfig()).model_dump(mode="json")}
+    return config.model_dump(mode="json")
+
+
+def _overlap(inputs: list[str]) -> dict | None:
+    """The decontaminate stage's overlap report (`_overlap.json`) beside the input documents, if any."""
+    for location in inputs:
+        if not storage.is_dir(location):
+            continue
+        for name in ("_overlap.json", "overlap.json"):
+            candidate = storage.join(location, name)
+            if storage.exists(candidate):
+                return storage.read_json(candidate)
+    return None
+
