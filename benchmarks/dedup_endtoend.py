@@ -177,12 +177,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or args.data / "work"
-    all_ids = set(pq.read_table(args.data / "docs", columns=["id"]).column("id").to_pylist())
-    print(f"{len(all_ids)} documents in {args.data}")
     from dedup.minhash import lsh_params
 
     bands, rows = lsh_params(0.8, 128)
-    seconds, kept, info = run_webtext(args.data, work / "webtext")
+    seconds, kept, info = run_webtext(args.data, work / "webtext")  # first: peak RSS is a lifetime figure
+    all_ids = set(pq.read_table(args.data / "docs", columns=["id"]).column("id").to_pylist())
+    print(f"{len(all_ids)} documents in {args.data}")
     print(f"\n== webtext dedup: {seconds:.1f} s ({len(all_ids) / seconds:.0f} docs/s), bands x rows = {bands} x {rows}\n{info}")
     table, ours = evaluate(args.data / "truth.parquet", all_ids, kept)
     print(table)

@@ -201,6 +201,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--max-rows", type=int, default=None, help="max_rows_per_shard (default: the config's)")
     p.add_argument("--skip-write", action="store_true")
+    p.add_argument("--skip-read", action="store_true")
     p.add_argument("--baseline-max", type=int, default=300_000, help="largest corpus the in-memory baseline runs on (its memory grows)")
     args = p.parse_args()
     from webtext.core.config import ShardConfig
@@ -234,6 +235,8 @@ def main() -> None:
             print(f"  {n:>9,} docs: stage {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} docs/s), largest process {ours['peak_process_mb']:.0f} MB, "
                   f"tree {ours['peak_total_mb']:.0f} MB | in-memory {base['seconds']:.1f} s, {base['peak_process_mb']:.0f} MB | "
                   f"time ratio {ours['seconds'] / base['seconds']:.2f}, peak-process ratio {ours['peak_process_mb'] / base['peak_process_mb']:.2f}")
+    if args.skip_read:
+        return
     print("\nstreaming reads of `text` (first input file, 50k docs), alternated, best of 5 (noise only slows):")
     sample = args.work / f"docs-{args.docs[0]}"
     layouts = [(10_000, 1_000), (10_000, 250), (10_000, 4_000), (50_000, 1_000), (50_000, 4_000), (50_000, 16_000),

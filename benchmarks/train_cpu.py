@@ -10,6 +10,7 @@ shared. Documents are WikiText-2 paragraphs from ../shared/data/evalsets when pr
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import tempfile
@@ -47,15 +48,16 @@ def write_shards(folder: Path, docs: list[str], per_shard: int = 2000) -> Path:
     return folder
 
 
-def bare_loop(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """The same model, AdamW groups, schedule and clipping, on batches already in memory: tokens/s."""
+def bare_loop(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
+    """The same model, AdamW groups, schedule and clipping, on batches already in memory: tokens/s of each
+    window of `log_every` steps, as the trainer logs them."""
     torch.manual_seed(config.seed)
     model = build_model(config.preset, config.block_size)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.95))
-    started = time.perf_counter()
+    rates, started = [], time.perf_counter()
     for step, (x, y) in enumerate(batches):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
@@ -64,8 +66,18 @@ def bare_loop(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tenso
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-    loss.item()
-    return len(batches) * config.batch_size * config.block_size / (time.perf_counter() - started)
+        if (step + 1) % config.log_every == 0:
+            loss.item()
+            rates.append(config.log_every * config.batch_size * config.block_size / (time.perf_counter() - started))
+            started = time.perf_counter()
+    return rates
+
+
+def trainer_windows(config: TrainConfig) -> list[float]:
+    """tokens/s of each log window of a real `train()` run (from its metrics.jsonl)."""
+    train(config)
+    lines = (Path(config.out_dir) / "metrics.jsonl").read_text().splitlines()
+    return [record["tokens_per_s"] for record in map(json.loads, lines) if "tokens_per_s" in record]
 
 
 def loader_rate(location, seconds: float = 5.0) -> float:
@@ -82,28 +94,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--window", type=int, default=4, help="steps per timed window; the first is warm-up")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         shards = write_shards(tmp / "shards", documents())
         tokenize_shards(shards, tmp / "tokens", workers=2)
-        base = dict(shards=shards, preset="tiny", max_steps=args.steps, log_every=args.steps, sample_tokens=0)
+        base = dict(shards=shards, preset="tiny", max_steps=args.steps, log_every=args.window, sample_tokens=0)
         plain = TrainConfig(**base, val_fraction=0.0, checkpoint_every=args.steps)  # one checkpoint, at the end
         loader = PackedLoader(shards, plain.batch_size, plain.block_size, seed=plain.seed)
         batches = [loader.next_batch() for _ in range(args.steps)]
         trainer, bare = [], []
         for r in range(args.rounds):
-            trainer.append(train(plain.model_copy(update={"out_dir": tmp / f"t{r}"})).tokens_per_s)
-            bare.append(bare_loop(plain, batches))
+            trainer += trainer_windows(plain.model_copy(update={"out_dir": tmp / f"t{r}"}))[1:]  # first: start-up
+            bare += bare_loop(plain, batches)[1:]
         parquet_rate, token_rate = [], []
         for _ in range(args.rounds):
             parquet_rate.append(loader_rate(shards))
             token_rate.append(loader_rate(tmp / "tokens"))
     med = statistics.median
     print(f"\ntiny preset, batch {plain.batch_size} x block {plain.block_size}, {args.steps} steps, {args.rounds} alternated rounds, "
-          f"{torch.get_num_threads()} torch threads")
-    print(f"trainer (Parquet loader, 1 checkpoint):           {med(trainer):>10,.0f} tok/s  runs {[round(t) for t in trainer]}")
-    print(f"bare loop (same model/optimizer, batches in RAM): {med(bare):>10,.0f} tok/s  runs {[round(t) for t in bare]}")
+          f"median of {args.window}-step windows after the first, {torch.get_num_threads()} torch threads")
+    print(f"trainer (Parquet loader, checkpoint at the end): {med(trainer):>10,.0f} tok/s  windows {[round(t) for t in trainer]}")
+    print(f"bare loop (same model/optimizer, batches in RAM): {med(bare):>10,.0f} tok/s  windows {[round(t) for t in bare]}")
     print(f"ratio trainer / bare: {med(trainer) / med(bare):.2f}")
     print(f"loader from Parquet (tokenizing, 8 x 1024): {med(parquet_rate):>12,.0f} tok/s")
     print(f"loader from token shards (8 x 1024):        {med(token_rate):>12,.0f} tok/s")

@@ -24,6 +24,23 @@ def _decode(body: bytes, encoding: str) -> str | None:
         return None
 
 
+# The web's most used charsets, first to last: among detections that read the bytes about as well
+# (charset_normalizer's chaos within CHAOS_MARGIN), the most used wins. Short Latin text otherwise
+# comes out as mac_latin2 or cp1257 as often as cp1252. Supersets replace what servers call them.
+WEB_CHARSETS = ["utf_8", "cp1252", "cp932", "gb18030", "euc_kr", "cp1251", "big5", "euc_jp", "cp1250", "cp1256"]
+SUPERSETS = {"latin_1": "cp1252", "shift_jis": "cp932", "gbk": "gb18030", "gb2312": "gb18030"}
+CHAOS_MARGIN = 0.1
+
+
+def detect(body: bytes) -> str | None:
+    matches = list(from_bytes(body))
+    if not matches:
+        return None
+    least = min(m.chaos for m in matches)
+    fitting = {SUPERSETS.get(name, name) for m in matches if m.chaos <= least + CHAOS_MARGIN for name in m.could_be_from_charset}
+    return next((name for name in WEB_CHARSETS if name in fitting), matches[0].encoding)
+
+
 def decode_html(body: bytes, content_type: str | None) -> str:
     """Decode with the charset from the BOM, the Content-Type header or <meta> (w3lib), repaired
     by detection when that charset does not fit the bytes."""
@@ -33,8 +50,7 @@ def decode_html(body: bytes, content_type: str | None) -> str:
         return text
     best = text
     candidates = [html_body_declared_encoding(body)]
-    match = from_bytes(body[: 256 * 1024]).best()  # a prefix: detection cost stays bounded
-    candidates.append(match.encoding if match is not None else None)
+    candidates.append(detect(body[: 256 * 1024]))  # a prefix: detection cost stays bounded
     for encoding in filter(None, candidates):
         decoded = _decode(body, encoding)
         if decoded is not None and decoded.count("\ufffd") < best.count("\ufffd"):

@@ -21,7 +21,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
 from cleaning.encoding import decode_html
-from cleaning.filters import DocumentFilter, clean_text
+from cleaning.filters import DocumentFilter, clean_text, drop_repeated_lines
 from webtext.core.config import ExtractConfig
 from webtext.core.ids import url_id
 from webtext.core.schemas import DOCS, PAGES, PROVENANCE_FIELDS
@@ -33,6 +33,9 @@ EXTRACTED = DOCS.append(DROP_REASON)
 
 # Cheap title: the first of these that yields text (trafilatura's metadata pass costs ~20% of a page).
 TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h1//text()"]
+# lxml stops nesting at depth 256; resiliparse does not, and is quadratic in depth (50,000 nested
+# <div>s: ~40 s). A tree this deep is skipped by the fallback; the check is one C-level XPath walk.
+TOO_DEEP = "boolean(" + "/*" * 250 + ")"
 
 
 def page_title(tree: HtmlElement) -> str | None:
@@ -65,14 +68,15 @@ class Extractor:
         if tree is None:
             return "", None
         title = None if c.full_metadata else page_title(tree)
+        fallback = c.fallback and not tree.xpath(TOO_DEEP)  # before trafilatura prunes the tree
         result = trafilatura.bare_extraction(
-            tree, url=url, with_metadata=c.full_metadata, favor_precision=c.favor_precision,
+            tree, url=url, with_metadata=c.full_metadata, fast=c.fast, favor_precision=c.favor_precision,
             favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables,
         )
         text = result.text if result is not None and result.text else ""
         if c.full_metadata and result is not None:
             title = result.title
-        if c.fallback:
+        if fallback:
             other = fallback_text(html)
             if len(other) > c.fallback_min_ratio * len(text):
                 text = other
@@ -99,7 +103,7 @@ class Extractor:
         try:
             html = decode_html(body, row.get("content_type"))
             text, title = self.text_and_title(html, row.get("final_url") or url)
-            text = clean_text(text)
+            text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars)
         except Exception:  # one page's failure is that page's drop reason, never the batch's
             doc["drop_reason"] = "extraction_error"
             return doc

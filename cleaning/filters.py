@@ -30,6 +30,24 @@ def clean_text(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+def drop_repeated_lines(text: str, min_chars: int) -> str:
+    """Keep the first occurrence of each line of at least `min_chars` characters.
+
+    Extractors sometimes emit a block twice (a teaser and the article, a mobile and a desktop copy);
+    on WCXB this repair the repetition rule then drops 6 pages instead of 61, and F1 rises. Short lines
+    ("Reply", "Winner", a date) may legitimately repeat and stay.
+    """
+    seen: set[str] = set()
+    kept = []
+    for line in text.split("\n"):
+        if len(line) >= min_chars:
+            if line in seen:
+                continue
+            seen.add(line)
+        kept.append(line)
+    return _BLANK_LINES.sub("\n\n", "\n".join(kept)).strip()
+
+
 def duplicate_char_fraction(parts: list[str]) -> float:
     """Share of characters in parts that repeat an earlier part (Gopher's dup_*_char_frac)."""
     seen: set[str] = set()

@@ -17,6 +17,7 @@ The plan (`crawl_plan`):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -104,6 +105,8 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             "crawler.middlewares.RetryAfterMiddleware": 550,
         },
+        # Only http(s) is ever fetched (the address guard refuses other schemes first, by scheme).
+        "DOWNLOAD_HANDLERS": {"file": None, "data": None, "s3": None, "ftp": None},
         "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
         "WEBTEXT_RETRY_AFTER_MAX_S": config.retry_after_max_s,
@@ -258,7 +261,9 @@ def crawl_unit(task: UnitTask) -> dict:
         rows = pq.read_table(f)
     capped = _over_cap(rows, task.config.max_urls_per_domain)
     done, next_chunk = fetched_urls(task.fetch)
-    wanted = [u for u in dict.fromkeys(rows.column("url").to_pylist()) if u not in done and u not in capped]
+    wanted = interleave_domains(
+        (u, d) for u, d in zip(rows.column("url").to_pylist(), rows.column("domain").to_pylist()) if u not in done and u not in capped
+    )
     if wanted:
         crawl_urls(
             wanted, task.config, task.fetch, WEBTEXT_FIRST_CHUNK=next_chunk, WEBTEXT_UNIT_TOTAL=len(wanted),
@@ -267,6 +272,17 @@ def crawl_unit(task: UnitTask) -> dict:
     statuses = write_part(rows, task.fetch, task.part, capped)
     storage.delete(task.fetch)
     return {"name": task.name, "rows": rows.num_rows, "statuses": statuses, "refetch_skipped": len(done)}
+
+
+def interleave_domains(pairs) -> list[str]:
+    """Unique URLs in round-robin order over their domains: Scrapy admits CONCURRENT_REQUESTS requests
+    in arrival order and queues them per domain, so a run of one domain's URLs would leave only
+    CONCURRENT_REQUESTS_PER_DOMAIN of them in flight."""
+    by_domain: dict[str, list[str]] = {}
+    for url, domain in pairs:
+        by_domain.setdefault(domain, []).append(url)
+    queues = [list(dict.fromkeys(urls)) for urls in by_domain.values()]
+    return [url for round_ in itertools.zip_longest(*queues) for url in round_ if url is not None]
 
 
 def _over_cap(rows: pa.Table, cap: int | None) -> set[str]:
@@ -400,9 +416,10 @@ def crawl_plan(run: Run) -> StageStats:
     todo = []
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     progress = sys.stderr.isatty()
+    finished = {storage.name(f) for f in storage.list_files(run.out, (".parquet",), recursive=False)}  # one listing
     for unit in plan["units"]:
         part = storage.join(run.out, f"part-{unit['name']}.parquet")
-        if storage.exists(part):
+        if storage.name(part) in finished:
             stats.output += unit["rows"]
             stats.outcomes.update(part_statuses(part))
             continue

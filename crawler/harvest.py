@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from crawler.urls import InvalidURL, UrlNormalizer, host_in, registered_domain
+from crawler.urls import InvalidURL, UrlNormalizer, registered_domain
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import InputError, Run
@@ -118,7 +118,7 @@ class _Counting:
         self.raw.close()
 
 
-def _zstd_chunks(raw: _Counting, location: str) -> Iterator[bytes]:
+def _zstd_chunks(raw: _Counting) -> Iterator[bytes]:
     """Decompressed bytes of every zstd frame; a frame cut short raises instead of ending quietly
     (zstandard's stream reader reports EOF on a truncated frame)."""
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
@@ -128,10 +128,7 @@ def _zstd_chunks(raw: _Counting, location: str) -> Iterator[bytes]:
         if not data:
             break
         while data:
-            try:
-                out = dobj.decompress(data)
-            except zstandard.ZstdError as exc:
-                raise DumpError(f"{location}: corrupt zstd data near compressed byte {raw.offset}: {exc}") from None
+            out = dobj.decompress(data)  # ZstdError on a corrupt frame
             fed = True
             if out:
                 yield out
@@ -152,7 +149,7 @@ def _stream_chunks(opener, raw: _Counting) -> Iterator[bytes]:
 def decompressed_chunks(location: str, raw: _Counting) -> Iterator[bytes]:
     """Decompressed bytes of a dump in chunks; EOFError when the compressed stream ends early."""
     if location.endswith(".zst"):
-        return _zstd_chunks(raw, location)
+        return _zstd_chunks(raw)
     if location.endswith(".xz"):
         return _stream_chunks(lambda f: lzma.open(f, "rb"), raw)
     if location.endswith(".bz2"):
@@ -288,14 +285,31 @@ def _decode(decoder: msgspec.json.Decoder, data: bytes, piece: Slice, line: int,
 # -- classifying a submission -----------------------------------------------------------------------
 
 
+INT64_MAX = 2**63 - 1
+
+
 def created_seconds(value: int | float | str | None) -> int | None:
-    """created_utc was an int, a float and a numeric string in different eras."""
-    if value is None or type(value) is int:
+    """created_utc was an int, a float and a numeric string in different eras; a value beyond int64
+    (or inf, nan) is no date."""
+    if value is None or type(value) is int and -INT64_MAX <= value <= INT64_MAX:
         return value
     try:
-        return int(float(value))
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         return None
+    return int(number) if abs(number) < 9.2e18 else None  # False for inf and nan too
+
+
+def score_of(value: int | float | None) -> int:
+    """A submission's score as int64: none is 0, nan is 0, beyond int64 is clamped."""
+    if type(value) is int and -INT64_MAX <= value <= INT64_MAX:
+        return value
+    if value is None or value != value:
+        return 0
+    return int(max(-9.2e18, min(9.2e18, value)))
+
+
+REASON_ORDER = ("reddit_link", "wikipedia", "media_domain", "blocked_domain")  # host list checks, in order
 
 
 class SubmissionFilter:
@@ -303,12 +317,13 @@ class SubmissionFilter:
 
     def __init__(self, config: HarvestConfig):
         self.config = config
-        self.reddit = frozenset(config.reddit_domains)
-        self.media = frozenset(config.media_domains)
-        self.wikipedia = frozenset(config.wikipedia_domains)
-        self.blocked = frozenset(config.blocked_domains)
         self.subreddits = frozenset(s.lower() for s in config.blocked_subreddits)
         self.extensions = tuple(config.file_extensions)
+        # domain -> why its hosts are dropped (the first reason of REASON_ORDER when lists overlap)
+        self.domain_reasons: dict[str, str] = {}
+        for reason, domains in zip(REASON_ORDER, (config.reddit_domains, config.wikipedia_domains, config.media_domains, config.blocked_domains)):
+            for domain in domains:
+                self.domain_reasons.setdefault(domain, reason)
         self.hosts: dict[str, tuple[str | None, str]] = {}  # host -> (drop reason, registered domain)
         self.urls: dict[str, tuple[str, str | None, str | None]] = {}  # raw URL -> its classification
         self.normalizer = UrlNormalizer(config.tracking_params, cache_size=16)  # the URL cache is `urls`
@@ -335,16 +350,9 @@ class SubmissionFilter:
     def host_class(self, host: str) -> tuple[str | None, str]:
         known = self.hosts.get(host)
         if known is None:
-            if host_in(host, self.reddit):
-                reason = "reddit_link"
-            elif host_in(host, self.wikipedia):
-                reason = "wikipedia"
-            elif host_in(host, self.media):
-                reason = "media_domain"
-            elif host_in(host, self.blocked):
-                reason = "blocked_domain"
-            else:
-                reason = None
+            labels = host.split(".")
+            matches = [self.domain_reasons.get(".".join(labels[i:])) for i in range(len(labels))]
+            reason = min((m for m in matches if m), key=REASON_ORDER.index, default=None)
             known = (reason, registered_domain(host))
             if len(self.hosts) > 1 << 20:
                 self.hosts.clear()
@@ -394,7 +402,7 @@ def iter_candidates(piece: Slice, config: HarvestConfig, stats: StageStats, batc
             domains.append(domain)
             ids.append(sub.id)
             subreddits.append(sub.subreddit)
-            scores.append(int(sub.score or 0))
+            scores.append(score_of(sub.score))
             titles.append(sub.title)
             created.append(created_seconds(sub.created_utc))
         if len(urls) >= batch_rows:
@@ -427,7 +435,15 @@ class HarvestTask:
 
 
 def harvest_task(task: HarvestTask) -> dict:
-    """Read one dump slice, write its candidates into bucket files; returns counts only."""
+    """Read one dump slice, write its candidates into bucket files; returns counts only (or the
+    one-line message of a bad dump, raised again by the driver as an input error: exit 2)."""
+    try:
+        return _harvest_task(task)
+    except DumpError as exc:
+        return {"error": str(exc)}
+
+
+def _harvest_task(task: HarvestTask) -> dict:
     stats = StageStats("harvest", "submissions")
     written: Counter = Counter()
     for flush, table in enumerate(iter_candidates(task.piece, task.config, stats)):
@@ -541,6 +557,8 @@ def harvest_plan(run: Run) -> StageStats:
     read_memory = ZSTD_MAX_WINDOW + 512 * 2**20 if any(f.endswith(".zst") for f in files) else 512 * 2**20
     filled: set[int] = set()  # at most `buckets` numbers: the driver never lists the bucket files
     for result in run.tasks(harvest_task, work, Resources(num_cpus=1, memory=read_memory), desc="read dumps"):
+        if "error" in result:
+            raise DumpError(result["error"])
         stats.input += result["input"]
         stats.dropped.update(result["dropped"])
         filled.update(result["buckets"])

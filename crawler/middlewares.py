@@ -47,6 +47,10 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+class BlockedScheme(IgnoreRequest):
+    """A URL (or redirect hop) that is not http(s): file:, data:, ftp:, s3: are never fetched."""
+
+
 class AddressGuardMiddleware:
     """Resolves each request's host and refuses non-public addresses.
 
@@ -70,7 +74,10 @@ class AddressGuardMiddleware:
         return is_public(address) or any(ip in network for network in self.allowed)
 
     async def process_request(self, request: Request, spider: Spider | None = None) -> None:
-        host = urlparse_cached(request).hostname or ""
+        parts = urlparse_cached(request)
+        if parts.scheme not in ("http", "https"):
+            raise BlockedScheme(f"scheme {parts.scheme!r} is never fetched (http and https only)")
+        host = parts.hostname or ""
         try:
             ipaddress.ip_address(host.strip("[]"))
             addresses = [host.strip("[]")]

@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.internet import error as twisted_error
 from twisted.web._newclient import ResponseNeverReceived
 
-from crawler.middlewares import BlockedAddress
+from crawler.middlewares import BlockedAddress, BlockedScheme
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 
@@ -29,6 +29,8 @@ def failure_status(exc: BaseException) -> str:
         return "http_error"
     if isinstance(exc, BlockedAddress):
         return "blocked_address"
+    if isinstance(exc, BlockedScheme):
+        return "blocked_scheme"
     if isinstance(exc, IgnoreRequest):
         message = str(exc)
         if "robots.txt" in message:

@@ -156,9 +156,3 @@ def registered_domain(host: str) -> str:
         pass
     parts = _extract(host)
     return parts.top_domain_under_public_suffix or host
-
-
-def host_in(host: str, domains: frozenset[str]) -> bool:
-    """True when `host` is one of `domains` or a subdomain of one."""
-    labels = host.split(".")
-    return any(".".join(labels[i:]) in domains for i in range(len(labels)))

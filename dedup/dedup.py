@@ -3,23 +3,26 @@
 No step holds every document, signature or id in one process, and the driver only sees counts:
 
 1. sign (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
-   exact-text hash, LSH band keys. Writes the chunk's signatures and ranks once, and its
-   (key, node) rows to K hash buckets.
+   exact-text key and the LSH band keys. Writes the chunk's ranks and shingle sets (or signatures,
+   `verify: signature`) once, and its (key, node) rows to K hash buckets.
 2. candidates (one task per bucket): documents with an equal key are candidate pairs (each
    compared with at most `max_pairs_per_doc` earlier members of its key group, so a group of 10k
-   identical pages costs 320k pairs, not 50M); pairs go to the chunk of their first document.
-3. attach (per chunk): the first document's signature and rank join each pair; pairs go on to
+   identical pages costs 320k pairs, not 50M, and stays connected); pairs go to the chunk of
+   their first document. Exact-text keys go through the same shuffle as band keys.
+3. attach (per chunk): the first document's rank and shingle set join each pair; pairs go on to
    the chunk of their second document.
-4. verify (per chunk): the second signature joins; a pair is an edge when its texts have the
-   same exact hash (`exact`) or its signatures agree on >= `threshold` of the permutations
-   (`near`). Edges are written both ways, partitioned by node.
+4. verify (per chunk): the second document's joins; a pair is an edge when the texts have the
+   same exact key (`exact`) or a Jaccard similarity >= `threshold` (`near`): exact, from the
+   shingle sets (`verify: jaccard`), or estimated by signature agreement (`verify: signature`).
+   Edges are written both ways, partitioned by node.
 5. components: min-label propagation, one task per node partition and round, until no label
-   changes (rounds = the largest cluster's diameter + 1). A node's label is its rank string,
-   so the minimum of a cluster is its survivor: most karma, then earliest created_utc, then id.
-6. route + filter (per chunk): each clustered document's (cluster, reason) goes back to its
-   chunk, and the chunk's rows are written out without the duplicates.
+   changes (rounds = the largest cluster's diameter + 1). A node is its rank string, so the
+   minimum label of a cluster is its survivor: most karma, then earliest created_utc, then id.
+6. route + filter (per partition, then per chunk): each clustered document's (row, cluster,
+   reason) goes to its chunk; the chunk's rows are written out without the duplicates.
 
-Scratch space: ~4 * num_perm bytes (signature) + 16 * (bands + 1) bytes (keys) per document.
+Scratch space per document: its distinct shingle hashes (4 bytes each; 512 bytes of signature
+with `verify: signature`), a ~60-byte rank, and 16 bytes per band key plus one exact key.
 """
 
 from __future__ import annotations

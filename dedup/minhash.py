@@ -163,7 +163,7 @@ def window_hashes(words: np.ndarray, counts: np.ndarray, n: int, short_as_one: b
     acc = np.zeros(len(words), np.uint64)
     for k in range(n):
         shifted = np.zeros(len(words), np.uint64)
-        shifted[: len(words) - k] = words[k:]
+        shifted[: max(len(words) - k, 0)] = words[k:]
         shifted[remaining <= k] = 0
         acc += shifted * np.uint64(pow(_WORD_BASE, n - 1 - k, 1 << 64))
     valid = remaining >= n
@@ -233,7 +233,7 @@ PERM_STEP = 16
 def sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
     """(documents x num_perm) uint32 MinHash signatures, equal to datasketch's `hashvalues`, and
     the documents' 64-bit exact-text keys. `texts`: a list of str or an Arrow string array."""
-    signatures, keys, _ = sign_with_shingles(texts, config)
+    signatures, keys, _, _ = _sign(texts, config)
     return signatures, keys
 
 
@@ -252,9 +252,14 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
 
 def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, pa.ListArray]:
     """`sign`, plus each document's sorted distinct shingle hashes."""
+    signatures, keys, hashes, offsets = _sign(texts, config)
+    return signatures, keys, shingle_sets(hashes, offsets)
+
+
+def _sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_docs = len(texts)
     if not n_docs:
-        return np.zeros((0, config.num_perm), np.uint32), np.zeros(0, np.uint64), pa.array([], pa.list_(pa.uint32()))
+        return np.zeros((0, config.num_perm), np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint32), np.zeros(0, np.int64)
     hashes, offsets, keys = shingle_hashes(texts, config)
     mixed = _fmix32(hashes)
     a, b = permutations(config.num_perm, config.seed)
@@ -274,7 +279,7 @@ def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarr
             work[:step] += b[lo : lo + step]
             out[lo : lo + step, d0:d1] = np.minimum.reduceat(work[:step], local, axis=1)
         d0 = d1
-    return np.ascontiguousarray(out.T), keys, shingle_sets(hashes, offsets)
+    return np.ascontiguousarray(out.T), keys, hashes, offsets
 
 
 def signatures(texts, config: DedupConfig) -> np.ndarray:

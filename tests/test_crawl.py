@@ -83,6 +83,18 @@ def test_private_addresses_are_refused_by_default(tmp_path, local_ray):
     assert hits == {}  # not even robots.txt was requested
 
 
+def test_non_http_schemes_are_refused_by_scheme(tmp_path, local_ray):
+    """file:, data: and ftp: URLs given straight to the crawl (not via harvest) are refused before any
+    lookup, even with every network allowed."""
+    urls = ["file:///etc/passwd", "data:text/html,<p>hi</p>", "ftp://127.0.0.1/x", "s3://bucket/key"]
+    path = tmp_path / "urls.parquet"
+    pq.write_table(pa.table({"url": urls}), path)
+    run_stage(CRAWL, [str(path)], str(tmp_path / "pages"), crawl_config(allowed_networks=["0.0.0.0/0", "::/0"]))
+    pages = pq.read_table(tmp_path / "pages").to_pylist()
+    assert sorted(p["url"] for p in pages) == sorted(urls)
+    assert {p["status"] for p in pages} == {"blocked_scheme"} and all(p["html"] is None for p in pages)
+
+
 def test_redirect_into_metadata_address_is_refused_at_the_hop(tmp_path, local_ray):
     """Loopback allowed (the test server), link-local not: the redirect hop to 169.254.169.254 is checked."""
     with HostileServer() as server:

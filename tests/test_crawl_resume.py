@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from crawler.crawl import CRAWL, UnitsTask, units_task
+from crawler.crawl import CRAWL, UnitsTask, interleave_domains, units_task
 from tests.hostile_server import HostileServer
 from webtext.core.config import CrawlConfig
 from webtext.core.runner import run_stage
 from webtext.core.schemas import PROVENANCE_FIELDS
 
-HOSTS = [f"127.0.0.{i}" for i in range(2, 8)]
-PER_HOST = 60
-CONFIG = dict(allowed_networks=["127.0.0.0/8"], autothrottle=False, timeout_s=5.0, retries=0, unit_urls=90,
+HOSTS = [f"127.0.0.{i}" for i in range(2, 7)]
+PER_HOST = 50
+CONFIG = dict(allowed_networks=["127.0.0.0/8"], autothrottle=False, timeout_s=5.0, retries=0, unit_urls=75,
               concurrent_requests=8, concurrent_requests_per_domain=2, checkpoint_rows=8)
 
 DRIVER = """
@@ -99,3 +99,8 @@ def test_units_hold_whole_domains_and_are_bounded(tmp_path):
             seen[d] = unit["name"]
     assert sum(u["rows"] for u in units) == len(rows) and len(seen) == 5
     assert units == units_task(UnitsTask(str(bucket), str(tmp_path / "units2"), 100))  # deterministic
+
+
+def test_a_unit_requests_its_domains_round_robin():
+    pairs = [("a1", "a"), ("a2", "a"), ("a3", "a"), ("a1", "a"), ("b1", "b"), ("c1", "c"), ("c2", "c")]
+    assert interleave_domains(pairs) == ["a1", "b1", "c1", "a2", "c2", "a3"]

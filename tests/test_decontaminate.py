@@ -13,8 +13,8 @@ import xxhash
 
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.decontaminate import DECONTAMINATE
-from dedup.overlap import EvalNgrams
 from dedup.evalsets import detokenize_wikitext, name_of, read_evalset, split_location
+from dedup.overlap import EvalNgrams
 from webtext.core import runner
 from webtext.core.config import DecontaminateConfig
 

@@ -47,6 +47,8 @@ def test_signatures_equal_datasketch_minhash(hash_name):
     texts = PROSE + [random_text(rng, rng.randint(0, 400)) for _ in range(40)]
     config = DedupConfig(hash=hash_name)
     signatures, keys = sign(pa.array(texts), config)
+    alone = [sign([t], config)[0][0] for t in PROSE]  # batches of one short text
+    assert np.array_equal(np.stack(alone), signatures[: len(PROSE)])
     for text, signature in zip(texts, signatures):
         reference = MinHash(num_perm=config.num_perm, seed=config.seed, scheme=SCHEME, hashfunc=shingle_hash32(config))
         reference.update_batch(shingles(normalized_text(text), config.shingle_words))

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cleaning.extract import EXTRACT, EXTRACTED, Extractor
-from cleaning.filters import DocumentFilter, clean_text, duplicate_char_fraction
+from cleaning.filters import DocumentFilter, clean_text, drop_repeated_lines, duplicate_char_fraction
 from webtext.core.config import ExtractConfig
 from webtext.core.runner import run_stage
 from webtext.core.schemas import PAGES
@@ -115,9 +115,9 @@ def test_misdeclared_charsets_are_repaired():
         "shift_jis": "東京の図書館は新しい予算について火曜日に会議を開きました。多くの住民が冬の間の開館時間の延長を求めました。",
         "gbk": "市议会星期二开会讨论公共图书馆的新预算。许多居民要求在冬季延长开放时间。一位历史学家介绍了最古老分馆的历史。",
     }
-    extractor = Extractor(ExtractConfig(languages=[], min_words=0))
+    extractor = Extractor(ExtractConfig(languages=[], min_words=0, max_mean_word_length=1000))  # CJK: no spaces
     for encoding, sentence in pages.items():
-        html = f"<html><body><article><p>{sentence}</p><p>{sentence}</p></article></body></html>".encode(encoding)
+        html = f"<html><body><article><p>{sentence} {sentence}</p></article></body></html>".encode(encoding)
         doc = extractor.extract(page(f"http://e.com/{encoding}", html, content_type=WRONG_HEADER))
         assert "\ufffd" not in doc["text"] and sentence in doc["text"], encoding
         assert doc["drop_reason"] is None, encoding
@@ -144,6 +144,11 @@ def test_repetition_counts_characters_not_lines():
     assert f.reason("\n".join([SENTENCES[0]] * 10 + [good]), "en", 0.99) == "repeated_lines"
     paragraphs = "\n\n".join([f"{SENTENCES[1]}\n{SENTENCES[2]}"] * 4 + [good])  # repeated two-line blocks
     assert DocumentFilter(ExtractConfig(min_words=5, max_duplicate_line_chars=1.0)).reason(paragraphs, "en", 0.99) == "repeated_paragraphs"
+
+
+def test_repeated_long_lines_are_removed_short_ones_kept():
+    text = "\n".join([SENTENCES[0], "Reply", SENTENCES[1], "Reply", SENTENCES[0]])
+    assert drop_repeated_lines(text, 20) == "\n".join([SENTENCES[0], "Reply", SENTENCES[1], "Reply"])
 
 
 def test_quality_rules():

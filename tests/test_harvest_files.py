@@ -47,8 +47,10 @@ def test_corrupt_frame_and_empty_dumps_are_errors(tmp_path):
     for i in range(len(data) // 2, len(data) // 2 + 64):
         data[i] ^= 0x5A
     (tmp_path / "RS_corrupt.zst").write_bytes(bytes(data))
-    with pytest.raises(DumpError, match=r"RS_corrupt.zst: corrupt zstd data near compressed byte \d+"):
+    with pytest.raises(DumpError, match=r"RS_corrupt.zst: corrupt dump \(line \d+ reached, compressed byte \d+\)"):
         harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig())
+    candidates, stats = harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig(on_truncated="warn"))
+    assert stats.dropped[TRUNCATED] == 1 and stats.input == candidates.num_rows + sum(stats.dropped.values())
     (tmp_path / "RS_empty.zst").write_bytes(b"")
     with pytest.raises(DumpError, match="RS_empty.zst: empty dump"):
         harvest_file(str(tmp_path / "RS_empty.zst"), HarvestConfig())
@@ -73,17 +75,17 @@ def test_every_frame_of_a_multi_frame_zst_is_read(tmp_path):
     assert len(records) == stats.input == 2500
 
 
-@pytest.mark.parametrize("split", [1, 97, 4096, 10**9])
+@pytest.mark.parametrize("split", [3, 97, 4096, 10**9])
 def test_byte_ranges_of_a_plain_dump_read_every_line_once(tmp_path, split):
     path = tmp_path / "RS.jsonl"
-    path.write_bytes(many_records(2000))
+    path.write_bytes(many_records(300))
     pieces = slices([str(path)], split)
     assert len(pieces) == (1 if split >= path.stat().st_size else -(-path.stat().st_size // split))
     ids = []
     for piece in pieces:
         stats = StageStats("harvest", "submissions")
         ids += [r.id for batch in read_submissions(piece, HarvestConfig(), stats) for r in batch]
-    assert sorted(ids) == sorted(f"r{i}" for i in range(2000))
+    assert sorted(ids) == sorted(f"r{i}" for i in range(300))
 
 
 def test_split_stage_equals_unsplit_and_no_candidates_gives_an_empty_dataset(tmp_path, local_ray):
@@ -94,6 +96,10 @@ def test_split_stage_equals_unsplit_and_no_candidates_gives_an_empty_dataset(tmp
     assert whole.to_dict() | {"seconds": 0} == split.to_dict() | {"seconds": 0}
     a, b = pq.read_table(tmp_path / "a").sort_by("url"), pq.read_table(tmp_path / "b").sort_by("url")
     assert a.equals(b) and a.num_rows == whole.output > 0
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "RS_cut.jsonl").write_bytes(path.read_bytes()[:-30])
+    with pytest.raises(DumpError, match=r"RS_cut.jsonl: dump ends early"):  # an input error (exit 2), one line
+        run_stage(HARVEST, [str(tmp_path / "cut")], str(tmp_path / "d"), HarvestConfig())
     nothing = run_stage(HARVEST, [str(path)], str(tmp_path / "c"), HarvestConfig(min_karma=100))
     assert nothing.output == 0 and nothing.dropped["low_karma"] == 5000
     assert pq.read_table(tmp_path / "c").num_rows == 0

@@ -12,6 +12,8 @@ import asyncio
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from urllib.parse import unquote
+
 import pyarrow.parquet as pq
 import pytest
 from scrapy import Request
@@ -83,7 +85,7 @@ class Redirector:
                     self.end_headers()
                     return
                 self.send_response(302)
-                self.send_header("Location", self.path.split("?", 1)[1] if "?" in self.path else "/")
+                self.send_header("Location", unquote(self.path.split("?", 1)[1]) if "?" in self.path else "/")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -94,6 +96,13 @@ class Redirector:
         return f"http://127.0.0.1:{self.server.server_port}/to?{location}"
 
 
+def crawl(tmp_path, urls: list[str], allowed: list[str]) -> tuple[object, list[dict]]:
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    config = CrawlConfig(allowed_networks=allowed, timeout_s=3.0, retries=0, autothrottle=False)
+    stats = run_stage(CRAWL, [str(tmp_path / "urls.txt")], str(tmp_path / "pages"), config)
+    return stats, pq.read_table(tmp_path / "pages").to_pylist()
+
+
 def test_redirects_and_direct_urls_to_refused_schemes_and_addresses_never_fetch(tmp_path, local_ray):
     """Loopback is allowed (the redirector lives there); every hop it points to is not."""
     redirector = Redirector()
@@ -102,12 +111,9 @@ def test_redirects_and_direct_urls_to_refused_schemes_and_addresses_never_fetch(
                    "http://2852039166/latest/", "http://[::a9fe:a9fe]/", "http://[::ffff:a9fe:a9fe]/", "http://0/",
                    "http://10.0.0.1/", "ftp://127.0.0.1/"]
         urls = [redirector.url(t) for t in targets] + ["file:///etc/passwd", "data:text/html,<p>secret</p>"]
-        (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
-        config = CrawlConfig(allowed_networks=["127.0.0.0/8"], timeout_s=3.0, retries=0, autothrottle=False)
-        stats = run_stage(CRAWL, [str(tmp_path / "urls.txt")], str(tmp_path / "pages"), config)
+        stats, pages = crawl(tmp_path, urls, ["127.0.0.0/8"])
     finally:
         redirector.server.shutdown()
-    pages = pq.read_table(tmp_path / "pages").to_pylist()
     assert stats.input == len(urls) == len(pages)
     for page in pages:
         assert page["status"] != "ok" and not page["html"], page
@@ -115,3 +121,15 @@ def test_redirects_and_direct_urls_to_refused_schemes_and_addresses_never_fetch(
     # each redirect was requested once (Scrapy percent-encodes the query), and nothing else on loopback
     assert len([h for h in redirector.hits if h.startswith("/to?")]) == len(targets), redirector.hits
     print({p["url"][-40:]: p["status"] for p in pages})
+
+
+def test_crawl_input_with_non_http_schemes_is_refused_by_scheme(tmp_path, local_ray):
+    """`webtext crawl` takes a user's URL list as it is: a scheme other than http(s) must never be
+    fetched, whatever its host resolves to (Scrapy has file, data, ftp and s3 handlers)."""
+    urls = ["file://8.8.8.8/etc/passwd", "file://localhost/etc/passwd", "data://8.8.8.8/,hello",
+            "s3://8.8.8.8/bucket/key", "ftp://8.8.8.8/x"]
+    stats, pages = crawl(tmp_path, urls, [])
+    assert stats.input == len(pages) == len(urls)
+    for page in pages:
+        assert page["status"] != "ok" and not page["html"], page
+        assert "scheme" in (page["error"] or ""), page  # refused by scheme, not by accident of DNS or FTP

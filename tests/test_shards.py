@@ -17,7 +17,10 @@ from webtext.core.config import ShardConfig
 from webtext.core.manifest import check_manifest
 from webtext.core.runner import run_stage
 from webtext.core.schemas import SCHEMA_VERSION, SHARD
+from webtext.cli import main
 from webtext.shards import SHARDS, read_manifest, sha256_file
+from webtext.shards.inspect import inspect_shards
+from webtext.shards.validate import validate
 
 WORDS = "the of and to in a is that for it as was with be by on not he this are or his from at which".split()
 DOMAINS = ["example.com", "news.org", "blog.net", "wiki.io", "paper.edu"]
@@ -179,6 +182,16 @@ def test_shards_on_s3(docs, s3_server, local_ray):
     for entry in manifest["shards"]:
         assert sha256_file(f"{out}/{entry['file']}") == entry["sha256"]
     assert storage.exists(f"{out}/README.md")
+    assert validate(out) == []
+    assert inspect_shards(out, samples=0, echo=lambda *_: None)["documents"] == 600
+
+
+def test_stage_command_then_validate_and_inspect(docs, tmp_path, local_ray, capsys):
+    out = tmp_path / "shards"
+    assert main(["shards", str(docs), "--out", str(out)]) == 0
+    assert main(["validate", str(out)]) == 0
+    assert main(["inspect", str(out), "--samples", "0"]) == 0
+    assert "600 documents" in capsys.readouterr().out
 
 
 def test_an_optional_column_of_the_wrong_type_is_an_input_error(tmp_path, local_ray):

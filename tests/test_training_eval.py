@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from training.eval import lambada_accuracy, load_model, perplexity, wikitext_detokenize
+from training.eval import lambada_accuracy, load_model, perplexity, text_perplexity, wikitext_detokenize
 from training.hf import load_hf, save_hf
 from training.model import GPT, GPTConfig
 from training.tokenizer import gpt2_encoding
@@ -49,6 +49,16 @@ def test_sliding_window_perplexity_equals_full_context_when_it_fits():
     assert math.isclose(nll, expected, rel_tol=1e-5)
     nll_overlap, scored_overlap = perplexity(model, tokens, stride=4)
     assert scored_overlap == 39 and nll_overlap != pytest.approx(nll)  # more context changes the scores
+
+
+def test_word_perplexity_counts_the_original_files_words():
+    model = small_model(block_size=16)
+    raw = " The council voted 1 @,@ 000 times , and residents @-@ welcomed it . \n" * 3
+    text = wikitext_detokenize(raw)
+    result = text_perplexity(model, text, len(raw.split()))
+    nll, scored = perplexity(model, gpt2_encoding().encode_ordinary(text))
+    assert result["words"] == 42 and len(text.split()) < 42
+    assert math.isclose(result["word_ppl"], math.exp(nll / 42)) and math.isclose(result["ppl"], math.exp(nll / scored))
 
 
 def test_lambada_counts_a_word_right_only_when_greedy_gets_every_token():

@@ -1,4 +1,6 @@
-from crawler.urls import InvalidURL, UrlNormalizer, host_in, normalize_url, registered_domain
+from crawler.harvest import SubmissionFilter
+from crawler.urls import InvalidURL, UrlNormalizer, normalize_url, registered_domain
+from webtext.core.config import HarvestConfig
 from webtext.core.ids import url_id
 from webtext.core.config import TRACKING_PARAMS
 
@@ -44,13 +46,13 @@ def test_registered_domain_uses_public_suffixes_offline():
     assert registered_domain("127.0.0.1") == "127.0.0.1"
 
 
-def test_host_in_matches_domain_and_subdomains_only():
-    domains = frozenset(["wikipedia.org", "redd.it"])
-    assert host_in("en.wikipedia.org", domains)
-    assert host_in("wikipedia.org", domains)
-    assert host_in("i.redd.it", domains)
-    assert not host_in("notwikipedia.org", domains)
-    assert not host_in("wikipedia.org.evil.com", domains)
+def test_host_lists_match_domain_and_subdomains_only():
+    keep = SubmissionFilter(HarvestConfig(reddit_domains=["redd.it"], wikipedia_domains=["wikipedia.org"], media_domains=["redd.it"]))
+    assert keep.host_class("en.wikipedia.org")[0] == "wikipedia"
+    assert keep.host_class("wikipedia.org")[0] == "wikipedia"
+    assert keep.host_class("i.redd.it")[0] == "reddit_link"  # in two lists: the first reason wins
+    assert keep.host_class("notwikipedia.org") == (None, "notwikipedia.org")
+    assert keep.host_class("wikipedia.org.evil.com") == (None, "evil.com")
 
 
 def test_url_id_is_stable_and_distinct():

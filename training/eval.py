@@ -88,11 +88,10 @@ def perplexity(model: GPT, tokens: list[int], stride: int | None = None, device:
     return nll, scored
 
 
-def text_perplexity(model: GPT, text: str, stride: int | None = None, device: str = "cpu") -> dict:
-    """Token- and word-level perplexity of a detokenized text; words are those of the original file."""
+def text_perplexity(model: GPT, text: str, words: int, stride: int | None = None, device: str = "cpu") -> dict:
+    """Token- and word-level perplexity of a detokenized text; `words` counts those of the original file."""
     tokens = gpt2_encoding().encode_ordinary(text)
     nll, scored = perplexity(model, tokens, stride, device)
-    words = len(text.split())
     return {"tokens": scored, "words": words, "ppl": math.exp(nll / scored), "word_ppl": math.exp(nll / words)}
 
 
@@ -123,10 +122,10 @@ def evaluate(checkpoint, wikitext=None, ptb=None, lambada=None, stride: int | No
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(checkpoint, device)
     results = {}
-    if wikitext:
-        results["wikitext"] = text_perplexity(model, wikitext_detokenize(storage.read_text(wikitext)), stride, device)
-    if ptb:
-        results["ptb"] = text_perplexity(model, ptb_detokenize(storage.read_text(ptb)), stride, device)
+    for name, path, detokenize in (("wikitext", wikitext, wikitext_detokenize), ("ptb", ptb, ptb_detokenize)):
+        if path:
+            raw = storage.read_text(path)
+            results[name] = text_perplexity(model, detokenize(raw), len(raw.split()), stride, device)
     if lambada:
         lines = [line for line in storage.read_text(lambada).splitlines() if line.strip()][:limit]
         results["lambada"] = lambada_accuracy(model, lines, device)

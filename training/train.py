@@ -275,7 +275,7 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
         optimizer.zero_grad(set_to_none=True)
         step += 1
         window_steps += 1
-        if step % config.log_every == 0 or step == end:
+        if step % config.log_every == 0 or step == config.max_steps:
             elapsed = time.perf_counter() - window_start
             tokens_per_s = window_steps * tokens_per_step / elapsed
             record = {"step": step, "loss": round(loss_sum.item(), 4), "lr": lr, "tokens_per_s": round(tokens_per_s)}
@@ -290,11 +290,11 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
                 _say(progress, f"step {step:>6}  loss {record['loss']:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}  "
                                f"eta {_duration(eta)}")
             window_start, window_steps = time.perf_counter(), 0
-        if progress is not None:
+        if progress is not None:  # the last logged loss and tokens/s (reading every step's loss would sync a GPU)
+            if result.losses:
+                progress.set_postfix_str(f"loss {result.losses[-1][1]:.3f}, {result.tokens_per_s:,.0f} tok/s", refresh=False)
             progress.update(1)
-            progress.set_postfix_str(f"loss {result.losses[-1][1] if result.losses else float('nan'):.3f}, "
-                                     f"{result.tokens_per_s:,.0f} tok/s", refresh=False)
-        if val_enabled and (step % val_every == 0 or step == end):
+        if val_enabled and (step % val_every == 0 or step == config.max_steps):
             val_loss = _validate(raw_model, source, config, rank, world, device, autocast)
             if val_loss is None:
                 val_enabled = False

@@ -142,8 +142,9 @@ class ExtractConfig(Section):
     favor_recall: bool = False
     include_tables: bool = True
     include_comments: bool = False
+    fast: bool = True  # trafilatura without its own fallbacks (readability, jusText): resiliparse does better
     fallback: bool = True  # resiliparse main-content text when trafilatura's is much shorter
-    fallback_min_ratio: float = Field(2.0, ge=1.0)  # ... by this factor (characters)
+    fallback_min_ratio: float = Field(1.5, ge=1.0)  # ... by this factor (characters)
     full_metadata: bool = False  # trafilatura's metadata (+htmldate) instead of a few XPath lookups
     max_html_bytes: int = Field(8 * 2**20, gt=0)  # larger pages are dropped unparsed: html_too_large
     time_budget_s: float = Field(20.0, gt=0)  # a page that took longer is dropped: extraction_timeout
@@ -155,8 +156,9 @@ class ExtractConfig(Section):
     min_mean_word_length: float = Field(3.0, ge=0)
     max_mean_word_length: float = Field(10.0, gt=0)
     max_symbol_ratio: float = Field(0.1, ge=0)  # '#' and '…' per word (Gopher)
-    min_alpha_word_ratio: float = Field(0.7, ge=0, le=1)  # words with a letter (Gopher: 0.8 on raw words)
-    max_duplicate_line_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated lines (Gopher 0.2)
+    min_alpha_word_ratio: float = Field(0.6, ge=0, le=1)  # words with a letter (Gopher: 0.8 on raw words)
+    repeated_line_min_chars: int = Field(20, ge=1)  # later copies of lines this long are removed
+    max_duplicate_line_chars: float = Field(0.3, ge=0, le=1)  # chars in repeated lines (Gopher: 0.2)
     max_duplicate_paragraph_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated paragraphs (Gopher 0.2)
     boilerplate_phrases: list[str] = [
         "enable javascript", "javascript is disabled", "are you a robot", "verify you are human",

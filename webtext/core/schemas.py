@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: documents carry n_tokens (GPT-2 BPE tokens)
 
 PROVENANCE_FIELDS = [
     pa.field("url", pa.string(), nullable=False),

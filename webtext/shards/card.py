@@ -81,6 +81,7 @@ def _header(manifest: dict) -> str:
     meta = {
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
         "language": languages,
+        "license": "other",  # the texts keep their authors' copyright
         "task_categories": ["text-generation"],
         "size_categories": [size_category(manifest["documents"])],
         "pretty_name": "WebText (webtext build)",

@@ -2,8 +2,9 @@
 
 1. Scatter (one task per input file): documents are read in chunks of at most `CHUNK_BYTES`, each
    row is given the bucket `xxh64(id) mod B`, and each chunk is written to scratch sorted by bucket,
-   one row group per bucket. Results are the rows per bucket (small).
-2. Gather (one task per bucket): the bucket's row groups are read from every scratch file, sorted by
+   one row group per bucket. Results are the rows per bucket; the driver stores them as one small
+   matrix (scratch files x buckets) in `_scratch/plan.npz`, never a row.
+2. Gather (one task per bucket): the bucket's row groups (located from the plan) are read from every scratch file, sorted by
    id (ties by url, text), duplicate ids dropped (`duplicate_id`), and written as one or more shard
    files of at most `max_rows_per_shard` rows (row groups of `row_group_rows`). A bucket holds about
    `FILL * max_rows_per_shard` rows, so one task holds at most about one shard.
@@ -18,6 +19,7 @@ Every file is written under a temporary name and renamed (or published complete 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import time
 from datetime import datetime, timezone
@@ -133,6 +135,24 @@ def scatter(item: tuple) -> list[tuple[str, list[int]]]:
 # -- gather -----------------------------------------------------------------------------------------
 
 
+PLAN = "plan.npz"
+
+
+def write_plan(location: str, paths: list[str], counts: np.ndarray) -> None:
+    """Scratch files and their rows per bucket (chunks x buckets): a few bytes per pair, read by each gather."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, paths=np.array(paths, dtype=str), counts=counts)
+    storage.write_bytes(location, buffer.getvalue())
+
+
+def bucket_sources(plan: str, bucket: int) -> list[tuple[str, int]]:
+    """(scratch file, row group) of every piece of `bucket`: its row group is its rank among the file's non-empty buckets."""
+    with np.load(io.BytesIO(storage.read_bytes(plan))) as data:
+        paths, counts = data["paths"], data["counts"]
+    groups = (counts[:, :bucket] > 0).sum(axis=1)
+    return [(str(paths[c]), int(groups[c])) for c in np.flatnonzero(counts[:, bucket] > 0)]
+
+
 def _read_bucket(sources: list[tuple[str, int]]) -> pa.Table:
     parts = []
     for path, group in sources:
@@ -157,7 +177,7 @@ def _sorted_unique(table: pa.Table) -> tuple[pa.Table, int]:
 
 def gather(item: dict) -> dict:
     """Task: one bucket into its shard file(s); returns their manifest entries, summary and drops."""
-    table, duplicates = _sorted_unique(_read_bucket(item["sources"]))
+    table, duplicates = _sorted_unique(_read_bucket(bucket_sources(item["plan"], item["bucket"])))
     table = table.replace_schema_metadata(SHARD_SCHEMA.metadata)
     files = item["files"]
     entries, summaries = [], []
@@ -185,16 +205,13 @@ def shards_plan(run: runner.Run) -> StageStats:
     count = bucket_count(total, config.max_rows_per_shard)
     storage.makedirs(run.scratch)
     scattered = run.tasks(scatter, [(i, f, count, run.scratch) for i, f in enumerate(files)], desc="bucketing documents")
-    sources: list[list[tuple[str, int]]] = [[] for _ in range(count)]
-    rows = [0] * count
-    for results in scattered:
-        for path, per_bucket in results:
-            group = 0
-            for bucket, n in enumerate(per_bucket):
-                if n:
-                    sources[bucket].append((path, group))
-                    rows[bucket] += n
-                    group += 1
+    # the driver holds chunks x buckets counts (a few MB for tens of millions of documents), never rows
+    paths = [path for results in scattered for path, _ in results]
+    counts = np.array([per_bucket for results in scattered for _, per_bucket in results], dtype=np.int64).reshape(len(paths), count)
+    rows = counts.sum(axis=0).tolist()
+    plan = storage.join(run.scratch, PLAN)
+    write_plan(plan, paths, counts)
+    del counts
     if sum(rows) != total:
         raise runner.AccountingError(f"shards: {total} documents in the inputs' footers, {sum(rows)} read")
     per_bucket_files = [max(1, math.ceil(n / config.max_rows_per_shard)) for n in rows]
@@ -202,7 +219,7 @@ def shards_plan(run: runner.Run) -> StageStats:
     items, first = [], 0
     for bucket in range(count):
         items.append({
-            "bucket": bucket, "sources": sources[bucket], "first": first, "files": per_bucket_files[bucket], "total": total_files,
+            "bucket": bucket, "plan": plan, "first": first, "files": per_bucket_files[bucket], "total": total_files,
             "out": run.out, "compression": config.compression, "row_group_rows": config.row_group_rows,
         })
         first += per_bucket_files[bucket]
