@@ -326,12 +326,12 @@ class SubmissionFilter:
                 self.domain_reasons.setdefault(domain, reason)
         self.hosts: dict[str, tuple[str | None, str]] = {}  # host -> (drop reason, registered domain)
         self.urls: dict[str, tuple[str, str | None, str | None]] = {}  # raw URL -> its classification
-        self.normalizer = UrlNormalizer(config.tracking_params, cache_size=16)  # the URL cache is `urls`
+        self.normalizer = UrlNormalizer(config.tracking_params)  # uncached `parts`: the URL cache is `urls`
 
     def url_class(self, raw: str) -> tuple[str, str | None, str | None]:
         """The part of `classify` that depends on the URL alone, cached (URLs repeat)."""
         try:
-            url, host, path = self.normalizer.split(raw)
+            url, host, path = self.normalizer.parts(raw)
         except InvalidURL:
             known = ("invalid_url", None, None)
         else:

@@ -119,20 +119,24 @@ class UrlNormalizer:
         self.cache_size = cache_size
         self.fast = self.full = 0
 
+    def parts(self, raw: str) -> tuple[str, str, str]:
+        """(normalized URL, its host, its path), uncached; InvalidURL when it cannot be a web page."""
+        url = _prepare(raw)
+        result = fast_normalize(url, self.lookup)
+        if result is not None:
+            self.fast += 1
+            return result
+        self.full += 1
+        url = _normalize_full(url, raw, self.params)
+        parts = urlsplit(url)
+        return url, parts.hostname or "", parts.path
+
     def split(self, raw: str) -> tuple[str, str, str]:
-        """(normalized URL, its host, its path); InvalidURL when it cannot be a web page."""
+        """`parts` through the cache."""
         result = self.cache.get(raw)
         if result is None:
             try:
-                url = _prepare(raw)
-                result = fast_normalize(url, self.lookup)
-                if result is None:
-                    self.full += 1
-                    url = _normalize_full(url, raw, self.params)
-                    parts = urlsplit(url)
-                    result = (url, parts.hostname or "", parts.path)
-                else:
-                    self.fast += 1
+                result = self.parts(raw)
             except InvalidURL as exc:
                 result = exc
             if len(self.cache) >= self.cache_size:

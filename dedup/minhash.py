@@ -152,24 +152,29 @@ def window_hashes(words: np.ndarray, counts: np.ndarray, n: int, short_as_one: b
         doc = np.repeat(np.arange(len(counts)), counts)
         padded = np.zeros(len(words) + int((counts == 0).sum()), np.uint64)
         padded[np.arange(len(words)) + before[doc]] = words
-        words, real = padded, np.ones(len(padded), bool)
-        real[np.cumsum(np.maximum(counts, 1))[counts == 0] - 1] = False
-        counts = np.maximum(counts, 1)
-    else:
-        real = None
-    doc_end = np.repeat(np.cumsum(counts), counts)
-    position = np.arange(len(words))
-    remaining = doc_end - position
-    acc = np.zeros(len(words), np.uint64)
-    for k in range(n):
-        shifted = np.zeros(len(words), np.uint64)
-        shifted[: max(len(words) - k, 0)] = words[k:]
-        shifted[remaining <= k] = 0
-        acc += shifted * np.uint64(pow(_WORD_BASE, n - 1 - k, 1 << 64))
-    valid = remaining >= n
-    if short_as_one:
-        valid |= (position == doc_end - np.repeat(counts, counts)) & (remaining < n)
+        words, counts = padded, np.maximum(counts, 1)
+    size = len(words)
+    padded = np.zeros(size + n, np.uint64)
+    padded[:size] = words
+    acc = padded[:size] * np.uint64(pow(_WORD_BASE, n - 1, 1 << 64))
+    for k in range(1, n):  # windows crossing a text's end are dropped below
+        acc += padded[k : k + size] * np.uint64(pow(_WORD_BASE, n - 1 - k, 1 << 64))
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    valid = np.ones(size, bool)
+    for k in range(1, n):  # the last n-1 positions of each text start no full window
+        tail = ends - k
+        valid[tail[tail >= starts]] = False
     doc = np.repeat(np.arange(len(counts)), counts)
+    if short_as_one:  # a text of fewer than n words: one window over all of them
+        short = np.flatnonzero((counts < n) & (counts > 0))
+        first = starts[short]
+        partial = np.zeros(len(short), np.uint64)
+        for k in range(n):
+            inside = k < counts[short]
+            partial[inside] += words[first[inside] + k] * np.uint64(pow(_WORD_BASE, n - 1 - k, 1 << 64))
+        acc[first] = partial
+        valid[first] = True
     return fmix64(acc[valid]), doc[valid]
 
 

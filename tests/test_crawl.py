@@ -135,3 +135,16 @@ def test_a_plain_text_list_of_urls_is_crawled_and_a_rerun_skips(tmp_path, local_
 )
 def test_is_public(address, public):
     assert is_public(address) is public
+
+
+def test_crawl_writes_to_object_storage_and_resumes_there(tmp_path, local_ray, s3_server):
+    from webtext.core import storage
+
+    with HostileServer() as server:
+        urls = tmp_path / "urls.txt"
+        urls.write_text(f"{server.url('/ok')}\n{server.url('/page/1')}\n")
+        out = f"{s3_server}/crawl-out"
+        stats = run_stage(CRAWL, [str(urls)], out, crawl_config())
+    assert stats.output == 2 and stats.outcomes == {"ok": 2}
+    assert sum(storage.parquet_metadata(f).num_rows for f in storage.parquet_files(out)) == 2
+    assert not storage.exists(f"{out}/_scratch")
