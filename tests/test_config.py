@@ -8,6 +8,12 @@ from webtext.cli import main
 from webtext.core.config import BuildConfig, ConfigError, load_config
 
 
+def test_uris_are_kept_as_given(tmp_path):
+    (tmp_path / "build.yaml").write_text("dumps: [s3://dumps/reddit/]\nout_dir: gs://corpus/out\n")
+    config = load_config(tmp_path / "build.yaml")
+    assert config.dumps == ["s3://dumps/reddit/"] and config.out_dir == "gs://corpus/out"
+
+
 def test_yaml_round_trip_resolves_relative_paths(tmp_path):
     (tmp_path / "build.yaml").write_text(
         "dumps: [dumps/RS_2005-06.zst]\nout_dir: out\nharvest: {min_karma: 5}\n"
@@ -15,9 +21,9 @@ def test_yaml_round_trip_resolves_relative_paths(tmp_path):
     )
     config = load_config(tmp_path / "build.yaml")
     assert isinstance(config, BuildConfig)
-    assert config.dumps == [tmp_path / "dumps/RS_2005-06.zst"]
-    assert config.out_dir == tmp_path / "out"
-    assert config.decontaminate.evalsets == [tmp_path / "evals/ptb.test.txt"]
+    assert config.dumps == [str(tmp_path / "dumps/RS_2005-06.zst")]
+    assert config.out_dir == str(tmp_path / "out")
+    assert config.decontaminate.evalsets == [str(tmp_path / "evals/ptb.test.txt")]
     assert config.harvest.min_karma == 5 and config.train.max_steps == 7
     assert config.crawl.allowed_networks == []  # private networks stay closed unless asked for
 

@@ -137,7 +137,7 @@ def test_is_public(address, public):
     assert is_public(address) is public
 
 
-def test_crawl_writes_to_object_storage_and_resumes_there(tmp_path, local_ray, s3_server):
+def test_crawl_writes_to_object_storage(tmp_path, local_ray, s3_server):
     from webtext.core import storage
 
     with HostileServer() as server:

@@ -10,6 +10,7 @@ where the driver dies but the cluster lives on), which also keeps the chain fast
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,18 +87,21 @@ def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, i
     build = subprocess.Popen([str(BIN / "webtext"), "build", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
     folder, marker = out / stage, out / stage / MARKER
     descendants: dict[int, psutil.Process] = {}
-    seen = None
+    seen, scanned = None, 0.0
     try:
-        while True:
-            assert build.poll() is None, f"build ended (rc {build.returncode}) before {stage}: {log.name}"
-            with_children = psutil.Process(build.pid).children(recursive=True)
-            descendants.update({c.pid: c for c in with_children})
+        while True:  # tight: a short stage (shards, decontaminate) lasts a few hundred ms
+            now = time.monotonic()
             if folder.is_dir():
                 assert not marker.exists(), f"{stage} completed before its first file was seen"
-                seen = seen or time.monotonic()
-                if something_written(folder) or time.monotonic() - seen >= SETTLE_S:
+                seen = seen or now
+                if something_written(folder) or now - seen >= SETTLE_S:
                     break
-            time.sleep(0.005)
+            assert build.poll() is None, f"build ended (rc {build.returncode}) before {stage}: {log.name}"
+            if now - scanned > 0.2:  # its processes (an embedded Ray's), to clean up after the kill
+                with contextlib.suppress(psutil.Error):
+                    descendants.update({c.pid: c for c in psutil.Process(build.pid).children(recursive=True)})
+                scanned = now
+            time.sleep(0.002)
         os.kill(build.pid, signal.SIGKILL)
         build.wait()
         unfinished = not marker.exists()
@@ -106,9 +110,12 @@ def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, i
             build.kill()
         log.close()
     time.sleep(1.0)
-    survivors = [p for p in descendants.values() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    for p in survivors:
-        p.kill()  # Ray's agents outlive a SIGKILLed embedded driver; never let them linger
+    survivors = []
+    for p in descendants.values():
+        with contextlib.suppress(psutil.Error):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                p.kill()  # Ray's agents outlive a SIGKILLed embedded driver; never let them linger
+                survivors.append(p.pid)
     return unfinished, len(survivors)
 
 

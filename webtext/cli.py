@@ -7,7 +7,9 @@ import logging
 import sys
 from pathlib import Path
 
-from webtext.core.config import BuildConfig, ConfigError, TrainConfig, load_config
+from pydantic import ValidationError
+
+from webtext.core.config import BuildConfig, ConfigError, TrainConfig, load_config, validation_problems
 from webtext.core.stats import format_funnel
 
 
@@ -24,9 +26,12 @@ def cmd_stage(args):
 
     config = _build_config(args)
     if getattr(args, "allow_network", None):
-        config.crawl = config.crawl.model_validate(
-            {**config.crawl.model_dump(), "allowed_networks": config.crawl.allowed_networks + args.allow_network}
-        )
+        try:
+            config.crawl = config.crawl.model_validate(
+                {**config.crawl.model_dump(), "allowed_networks": config.crawl.allowed_networks + args.allow_network}
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"--allow-network: {validation_problems(exc)}") from None
     if getattr(args, "evalset", None):
         config.decontaminate.evalsets = list(args.evalset)
     if args.command == "decontaminate" and not config.decontaminate.evalsets:

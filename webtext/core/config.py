@@ -282,6 +282,13 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the offending key."""
 
 
+def validation_problems(exc: ValidationError, prefix: str = "") -> str:
+    """`key.path: what is wrong` for each problem, on one line (pydantic's own text spans many)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in (prefix, *err['loc']) if p != '')}: {err['msg']}" for err in exc.errors()
+    )
+
+
 def load_config(path: Path | str, model: type[Section] = BuildConfig):
     """Load and validate a YAML config; relative paths in it resolve against the file's folder."""
     path = Path(path)
@@ -294,10 +301,7 @@ def load_config(path: Path | str, model: type[Section] = BuildConfig):
     try:
         config = model.model_validate(raw, context={"base": str(path.parent.resolve())})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from exc
+        raise ConfigError(f"{path}: {validation_problems(exc)}") from exc
     return _resolve_paths(config, path.parent.resolve())
 
 
