@@ -457,6 +457,7 @@ CRAWL = Stage(
     optional=CRAWL_OPTIONAL,
     output=PAGES,
     plan=crawl_plan,
+    non_null=("url",),
     resources=Resources(num_cpus=1, isolated=True),
     resumable=True,
     description="URLs -> one pages row per URL (status, HTML), fetched politely with Scrapy",

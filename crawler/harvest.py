@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from typing import IO, Iterator
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from crawler.urls import InvalidURL, UrlNormalizer, registered_domain
+from crawler.urls import FAST, SLOW, InvalidURL, UrlNormalizer, normalize_batch, registered_domain
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import InputError, Run
@@ -385,32 +386,127 @@ class SubmissionFilter:
 # -- one dump (or a slice of one) -> candidates in buckets ------------------------------------------
 
 
+REASONS = ("candidate", "self_post", "no_url", "nsfw", "no_date", "out_of_window", "blocked_subreddit", "invalid_url",
+           *REASON_ORDER, "file_extension")
+CODE = {reason: code for code, reason in enumerate(REASONS)}
+NULL_TYPE = type(None)
+
+
+def _int64_column(values: list, exact: tuple, convert) -> pa.Array:
+    """Arrow int64 of `[convert(v) for v in values]`, in one conversion when every value is an int or
+    None inside (-INT64_MAX, INT64_MAX], where `convert` is the identity (or None -> `exact`'s default)."""
+    if set(map(type, values)) <= exact:
+        try:
+            array = pa.array(values, pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            pass
+        else:
+            if array.null_count == len(array) or pc.min(array).as_py() > -INT64_MAX - 1:
+                return array
+    return pa.array([convert(v) for v in values], pa.int64())
+
+
+class BatchFilter(SubmissionFilter):
+    """`SubmissionFilter.classify` over a batch of records at once: Arrow kernels for the fields and
+    for each distinct URL of the batch (`normalize_batch`), Python only for hosts and unusual URLs."""
+
+    def __init__(self, config: HarvestConfig):
+        super().__init__(config)
+        self.subreddit_blocked: dict[str, bool] = {}
+        self.host_codes: dict[str, tuple[int, str]] = {}
+
+    def url_codes(self, raw: pa.Array) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """(reason code, normalized URL, domain) of each distinct raw URL."""
+        outcome, urls, hosts, paths = normalize_batch(raw, self.normalizer.lookup)
+        codes = np.full(len(raw), CODE["invalid_url"], np.int8)
+        fast = outcome == FAST
+        host_list = pc.unique(hosts.filter(pa.array(fast)))
+        known = [self._host_code(h) for h in host_list.to_pylist()]
+        where = pc.index_in(hosts, host_list).to_numpy(zero_copy_only=False)
+        host_code = np.array([k[0] for k in known] + [0], np.int8)
+        domains = pa.array([k[1] for k in known], pa.string()).take(pa.array(np.where(fast, where, 0).astype(np.int64), mask=~fast)) if known else pa.nulls(len(raw), pa.string())
+        codes[fast] = host_code[where[fast].astype(np.int64)]
+        lowered = pc.ascii_lower(paths)
+        extension = np.zeros(len(raw), bool)
+        for ext in self.extensions:
+            extension |= pc.fill_null(pc.ends_with(lowered, ext), False).to_numpy(zero_copy_only=False)
+        codes[fast & (codes == 0) & extension] = CODE["file_extension"]
+        slow = np.flatnonzero(outcome == SLOW)
+        if len(slow):
+            done = [self.urls.get(u) or self.url_class(u) for u in raw.take(pa.array(slow)).to_pylist()]
+            codes[slow] = [CODE[d[0]] for d in done]
+            index = np.full(len(raw), -1, np.int64)
+            index[slow] = np.arange(len(slow))
+            take = pa.array(index, mask=index < 0)
+            urls = pc.coalesce(urls, pa.array([d[1] for d in done], pa.string()).take(take))
+            domains = pc.coalesce(domains, pa.array([d[2] for d in done], pa.string()).take(take))
+        return codes, urls, domains
+
+    def _host_code(self, host: str) -> tuple[int, str]:
+        reason, domain = self.host_class(host)
+        return CODE[reason or "candidate"], domain
+
+    def batch(self, records: list[Submission], dropped: Counter) -> pa.Table | None:
+        """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped`."""
+        c = self.config
+        raw = pa.array([r.url for r in records], pa.string())
+        distinct = pc.unique(raw)
+        codes, urls, domains = self.url_codes(distinct)
+        index = pc.fill_null(pc.index_in(raw, distinct), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        code = codes[index]
+        subreddit = pa.array([r.subreddit for r in records], pa.string())
+        if self.subreddits:
+            names = pc.unique(subreddit).to_pylist()
+            blocked = [s for s in names if s and s.lower() in self.subreddits]
+            if blocked:
+                code[pc.fill_null(pc.is_in(subreddit, pa.array(blocked, pa.string())), False).to_numpy(zero_copy_only=False)] = CODE["blocked_subreddit"]
+        created = _int64_column([r.created_utc for r in records], {int, NULL_TYPE}, created_seconds)
+        if c.start_utc is not None or c.end_utc is not None:
+            seconds = created.to_numpy(zero_copy_only=False)  # float with nan for no date
+            missing = pc.is_null(created).to_numpy(zero_copy_only=False)
+            outside = np.zeros(len(records), bool)
+            values = pc.fill_null(created, 0).to_numpy()
+            if c.start_utc is not None:
+                outside |= values < c.start_utc
+            if c.end_utc is not None:
+                outside |= values >= c.end_utc
+            code[outside & ~missing] = CODE["out_of_window"]
+            code[missing] = CODE["no_date"]
+            del seconds
+        if c.drop_nsfw:
+            code[np.array([r.over_18 is True for r in records], bool)] = CODE["nsfw"]
+        code[pc.fill_null(pc.equal(raw, ""), True).to_numpy(zero_copy_only=False)] = CODE["no_url"]
+        code[np.array([r.is_self is True for r in records], bool)] = CODE["self_post"]
+        counts = np.bincount(code, minlength=len(REASONS))
+        for reason, count in zip(REASONS[1:], counts[1:].tolist()):
+            if count:
+                dropped[reason] += count
+        if not counts[0]:
+            return None
+        keep = pa.array(code == 0)
+        take = pa.array(index[code == 0])
+        score = _int64_column([r.score for r in records], {int}, score_of)
+        return pa.table(
+            [urls.take(take), domains.take(take), pa.array([r.id for r in records], pa.string()).filter(keep), subreddit.filter(keep),
+             score.filter(keep), pa.array([r.title for r in records], pa.string()).filter(keep), created.filter(keep)],
+            schema=CANDIDATE,
+        )
+
+
 def iter_candidates(piece: Slice, config: HarvestConfig, stats: StageStats, batch_rows: int = FLUSH_ROWS) -> Iterator[pa.Table]:
     """Candidate submissions of a dump slice as Arrow tables of at most about `batch_rows` rows."""
-    keep = SubmissionFilter(config)
-    columns: dict[str, list] = {name: [] for name in CANDIDATE.names}
-    urls, domains, ids, subreddits = columns["url"], columns["domain"], columns["reddit_id"], columns["subreddit"]
-    scores, titles, created = columns["score"], columns["title"], columns["created_utc"]
-    dropped = stats.dropped
+    keep = BatchFilter(config)
+    tables, rows = [], 0
     for records in read_submissions(piece, config, stats):
-        for sub in records:
-            reason, url, domain = keep.classify(sub)
-            if reason != "candidate":
-                dropped[reason] += 1
-                continue
-            urls.append(url)
-            domains.append(domain)
-            ids.append(sub.id)
-            subreddits.append(sub.subreddit)
-            scores.append(score_of(sub.score))
-            titles.append(sub.title)
-            created.append(created_seconds(sub.created_utc))
-        if len(urls) >= batch_rows:
-            yield pa.table(columns, schema=CANDIDATE)
-            for values in columns.values():
-                values.clear()
-    if urls:
-        yield pa.table(columns, schema=CANDIDATE)
+        table = keep.batch(records, stats.dropped) if records else None
+        if table is not None:
+            tables.append(table)
+            rows += table.num_rows
+        if rows >= batch_rows:
+            yield pa.concat_tables(tables)
+            tables, rows = [], 0
+    if tables:
+        yield pa.concat_tables(tables)
 
 
 def harvest_file(location: str, config: HarvestConfig) -> tuple[pa.Table, StageStats]:

@@ -13,6 +13,9 @@ import re
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tldextract
 from url_normalize import url_normalize
 from w3lib.url import url_query_cleaner
@@ -160,3 +163,78 @@ def registered_domain(host: str) -> str:
         pass
     parts = _extract(host)
     return parts.top_domain_under_public_suffix or host
+
+
+# `fast_normalize` over an Arrow array of raw URLs at once (RE2 regexes and string kernels). Only plain
+# printable-ASCII URLs go this way; anything the vectorized rules cannot decide is left to Python.
+_PRINTABLE = r"^[!-~]+$"  # no whitespace, nothing non-ASCII: `strip` has nothing to do
+_HTTP = r"^[hH][tT][tT][pP][sS]?://"
+_SIMPLE_RE2 = (
+    r"^(?P<scheme>[hH][tT][tT][pP][sS]?)://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]]*)?"
+    r"(?:\?(?P<query>[A-Za-z0-9\-._~!$'()*+,;=:@/?\[\]&]*))?"
+    r"(?:#(?P<fragment>[!-~]*))?$"
+)
+FAST, INVALID, SLOW = 0, 1, 2  # `normalize_batch` outcomes
+
+
+def _clean_query(query: pa.Array, tracking: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Queries without tracking parameters and repeated keys (the first kept), and which rows need the
+    full path (an empty parameter or two `=` in one)."""
+    lists = pc.split_pattern(query, "&")
+    params = lists.flatten()
+    parent = pc.list_parent_indices(lists).to_numpy()
+    bad = pc.or_(pc.equal(params, ""), pc.match_substring_regex(params, "=.*=")).to_numpy(zero_copy_only=False)
+    slow = np.zeros(len(query), bool)
+    slow[parent[bad]] = True
+    keys = pc.replace_substring_regex(params, "=.*", "")
+    first = pa.table({"parent": parent, "key": keys, "pos": np.arange(len(params))}).group_by(["parent", "key"], use_threads=False).aggregate([("pos", "min")])
+    keep = np.zeros(len(params), bool)
+    keep[first["pos_min"].to_numpy()] = True
+    keep &= ~pc.is_in(keys, tracking).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(query) + 1, np.int32)
+    np.cumsum(np.bincount(parent[keep], minlength=len(query)), out=offsets[1:])
+    kept = pa.ListArray.from_arrays(pa.array(offsets), params.filter(pa.array(keep)))
+    return pc.binary_join(kept, "&"), slow
+
+
+def normalize_batch(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.ndarray, pa.Array, pa.Array, pa.Array]:
+    """(outcome, url, host, path) of each raw URL: FAST rows carry what `UrlNormalizer.parts` gives,
+    INVALID rows are what it refuses (no http(s) scheme), SLOW rows need `UrlNormalizer.parts`."""
+    n = len(raw)
+    outcome = np.full(n, SLOW, np.int8)
+    printable = pc.fill_null(pc.match_substring_regex(raw, _PRINTABLE), False)
+    escaped = pc.match_substring(raw, "&amp;")
+    # HTML-escaped once, and no other `&...` that html.unescape would touch: a plain replacement
+    once = pc.and_(escaped, pc.invert(pc.match_substring(pc.replace_substring(raw, "&amp;", ""), "&")))
+    prepared = pc.if_else(once, pc.replace_substring(raw, "&amp;", "&"), raw)
+    usable = pc.and_(printable, pc.or_(pc.invert(escaped), pc.and_(once, pc.invert(pc.match_substring(prepared, "&amp;")))))
+    usable = pc.fill_null(usable, False).to_numpy(zero_copy_only=False)
+    http = pc.fill_null(pc.match_substring_regex(prepared, _HTTP), False).to_numpy(zero_copy_only=False)
+    outcome[usable & ~http] = INVALID
+    outcome[pc.is_null(raw).to_numpy(zero_copy_only=False)] = INVALID
+    rows = np.flatnonzero(usable & http)
+    parts = pc.extract_regex(prepared.take(pa.array(rows, pa.int64())), _SIMPLE_RE2)
+    matched = parts.is_valid().to_numpy(zero_copy_only=False)
+    rows, parts = rows[matched], parts.filter(pa.array(matched))
+    scheme, host, port, path, query, fragment = (pc.struct_field(parts, name) for name in ("scheme", "host", "port", "path", "query", "fragment"))
+    scheme, host = pc.ascii_lower(scheme), pc.ascii_lower(host)
+    path = pc.if_else(pc.equal(path, ""), "/", path)
+    slow = pc.or_(pc.starts_with(fragment, "!"), pc.greater(pc.utf8_length(host), 253))
+    slow = pc.or_(slow, pc.invert(pc.match_substring_regex(host, "^" + _HOST.pattern + "$")))
+    slow = pc.or_(slow, pc.match_substring_regex(host, r"(^|\.)[^.][^.]--"))
+    slow = pc.or_(slow, pc.or_(pc.starts_with(port, "0"), pc.and_(pc.equal(pc.utf8_length(port), 5), pc.greater(port, "65535"))))
+    slow = pc.or_(slow, pc.or_(pc.match_substring(path, "//"), pc.match_substring(path, "/.")))
+    default = pc.if_else(pc.equal(scheme, "http"), "80", "443")
+    port = pc.if_else(pc.or_(pc.equal(port, ""), pc.equal(port, default)), "", pc.binary_join_element_wise(":", port, ""))
+    query, slow_query = _clean_query(query, pa.array(sorted(tracking_params), pa.string()))
+    query = pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, ""))
+    url = pc.binary_join_element_wise(scheme, "://", host, port, path, query, "")
+    fast = ~(slow.to_numpy(zero_copy_only=False) | slow_query)
+    rows = rows[fast]
+    outcome[rows] = FAST
+    index = np.full(n, -1, np.int64)
+    index[rows] = np.arange(len(rows))
+    take = pa.array(index, mask=index < 0)
+    keep = pa.array(fast)
+    return outcome, url.filter(keep).take(take), host.filter(keep).take(take), path.filter(keep).take(take)

@@ -59,5 +59,6 @@ DECONTAMINATE = Stage(
     required={"id": pa.string(), "text": pa.string()},
     output=OUTPUT,
     plan=decontaminate_plan,
+    non_null=("id", "text"),
     description="drop (or flag) documents sharing min_matches n-grams with an eval set",
 )

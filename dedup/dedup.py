@@ -371,5 +371,6 @@ DEDUP = Stage(
     optional={"karma": (pa.int64(), constant_default(0, pa.int64())), "created_utc": (pa.int64(), null_default(pa.int64()))},
     output=OUTPUT,
     plan=dedup_plan,
+    non_null=("id", "text"),
     description="exact and MinHash near-duplicate removal; one survivor per cluster",
 )

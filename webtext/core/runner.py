@@ -110,8 +110,22 @@ def check_inputs(stage: Stage, files: list[str]) -> int:
                 continue
             if not _castable(schema.field(name).type, type_):
                 raise InputError(f"{location}: column {name!r} is {schema.field(name).type}, the {stage.name} stage needs {type_}")
+        for name in stage.non_null:
+            nulls = _null_count(metadata, schema.names.index(name)) if name in schema.names else 0
+            if nulls:
+                raise InputError(f"{location}: column {name!r} has {nulls} null value(s); the {stage.name} stage needs every row to have one")
         total += metadata.num_rows
     return total
+
+
+def _null_count(metadata, column: int) -> int:
+    """Nulls in a column from the footer's row-group statistics (0 when a writer left them out)."""
+    nulls = 0
+    for g in range(metadata.num_row_groups):
+        stats = metadata.row_group(g).column(column).statistics
+        if stats is not None and stats.has_null_count:
+            nulls += stats.null_count
+    return nulls
 
 
 def conform_input(stage: Stage, batch: pa.Table) -> pa.Table:

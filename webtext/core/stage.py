@@ -62,6 +62,9 @@ class Stage:
     # A plan that resumes its own partial work (the crawl's units): the runner keeps `out` when the
     # marker is absent or stale, and the plan must itself discard what no longer matches.
     resumable: bool = False
+    # Required columns in which a null is bad input (one line naming file and column, exit 2),
+    # checked from the Parquet footers' statistics before anything runs.
+    non_null: tuple[str, ...] = ()
     description: str = ""
 
     @property

@@ -22,6 +22,7 @@ SHARDS = Stage(
     optional={f.name: (f.type, null_default(f.type)) for f in SHARD if f.name not in ("id", "text")},
     output=SHARD,
     plan=shards_plan,
+    non_null=("id", "text"),
     resources=Resources(num_cpus=1),
     description="documents -> id-bucketed Parquet shards, README.md dataset card, manifest.json",
 )
