@@ -19,6 +19,7 @@ from webtext.core.config import ExtractConfig
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _PARAGRAPHS = re.compile(r"\n\s*\n")
+_CODE_CHARS = "{}[]();=<>_/\\$#|*`:"
 
 
 def clean_text(text: str) -> str:
@@ -30,17 +31,23 @@ def clean_text(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
+def looks_like_code(line: str) -> bool:
+    """A line dense in code punctuation: code samples legitimately repeat lines (one per language tab)."""
+    return sum(map(line.count, _CODE_CHARS)) > 0.08 * len(line)
+
+
 def drop_repeated_lines(text: str, min_chars: int) -> str:
-    """Keep the first occurrence of each line of at least `min_chars` characters.
+    """Keep the first occurrence of each prose line of at least `min_chars` characters.
 
     Extractors sometimes emit a block twice (a teaser and the article, a mobile and a desktop copy);
     on WCXB this repair the repetition rule then drops 6 pages instead of 61, and F1 rises. Short lines
-    ("Reply", "Winner", a date) may legitimately repeat and stay.
+    ("Reply", "Winner", a date) may legitimately repeat and stay, and so do code-like lines (the same
+    statement in the Python and the Node tab of a documentation page: +0.004 F1 on WCXB documentation).
     """
     seen: set[str] = set()
     kept = []
     for line in text.split("\n"):
-        if len(line) >= min_chars:
+        if len(line) >= min_chars and not looks_like_code(line):
             if line in seen:
                 continue
             seen.add(line)

@@ -2,7 +2,8 @@
 
 Reads Pushshift/Arctic-Shift NDJSON (.zst with a 2**31 window, .xz, .bz2, .gz, plain) as a stream,
 decodes it a chunk of lines at a time into typed records (msgspec), classifies each under exactly one
-reason, and merges the submissions of each normalized URL into one row that keeps all their provenance.
+reason (a chunk at once in Arrow kernels, `BatchFilter`; Python only once per host and per unusual
+URL), and merges the submissions of each normalized URL into one row that keeps all their provenance.
 
 At scale the work is split three ways (`harvest_plan`): one task per dump file, or per byte range of a
 large plain NDJSON file; each task writes its candidates into K hash buckets by URL on storage; one
@@ -29,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from crawler.urls import FAST, SLOW, InvalidURL, UrlNormalizer, normalize_batch, registered_domain
+from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import InputError, Run
@@ -408,32 +409,44 @@ def _int64_column(values: list, exact: tuple, convert) -> pa.Array:
 
 class BatchFilter(SubmissionFilter):
     """`SubmissionFilter.classify` over a batch of records at once: Arrow kernels for the fields and
-    for each distinct URL of the batch (`normalize_batch`), Python only for hosts and unusual URLs."""
+    for each distinct URL of the batch (`canonical_urls`); Python once per host and per distinct URL that
+    is not canonical already (cached across batches)."""
 
     def __init__(self, config: HarvestConfig):
         super().__init__(config)
-        self.subreddit_blocked: dict[str, bool] = {}
-        self.host_codes: dict[str, tuple[int, str]] = {}
+        # hosts seen so far, their reason codes and registered domains, as arrays for `pc.index_in`
+        self.known_hosts, self.known_codes, self.known_domains = pa.array([], pa.string()), np.zeros(0, np.int8), pa.array([], pa.string())
+        # `path.lower().endswith(extensions)` on canonical URLs (ASCII; the path is all before `?`): an
+        # extension with upper-case or non-ASCII characters never matches a lower-cased ASCII path, one
+        # with `/` could match across the host (then every URL takes the Python path), `?` never matches
+        usable = [ext for ext in self.extensions if ext.isascii() and ext == ext.lower() and "?" not in ext]
+        self.python_only = any("/" in ext for ext in usable)
+        self.extension_pattern = r"(?i)^[^?]*(?:" + "|".join(map(ascii_literal, usable)) + r")(?:\?|$)" if usable else None
 
     def url_codes(self, raw: pa.Array) -> tuple[np.ndarray, pa.Array, pa.Array]:
         """(reason code, normalized URL, domain) of each distinct raw URL."""
-        outcome, urls, hosts, paths = normalize_batch(raw, self.normalizer.lookup)
+        fast, urls, hosts = canonical_urls(raw, self.normalizer.lookup)
+        if self.python_only:
+            fast[:] = False
         codes = np.full(len(raw), CODE["invalid_url"], np.int8)
-        fast = outcome == FAST
-        host_list = pc.unique(hosts.filter(pa.array(fast)))
-        known = [self._host_code(h) for h in host_list.to_pylist()]
-        where = pc.index_in(hosts, host_list).to_numpy(zero_copy_only=False)
-        host_code = np.array([k[0] for k in known] + [0], np.int8)
-        domains = pa.array([k[1] for k in known], pa.string()).take(pa.array(np.where(fast, where, 0).astype(np.int64), mask=~fast)) if known else pa.nulls(len(raw), pa.string())
-        codes[fast] = host_code[where[fast].astype(np.int64)]
-        lowered = pc.ascii_lower(paths)
-        extension = np.zeros(len(raw), bool)
-        for ext in self.extensions:
-            extension |= pc.fill_null(pc.ends_with(lowered, ext), False).to_numpy(zero_copy_only=False)
-        codes[fast & (codes == 0) & extension] = CODE["file_extension"]
-        slow = np.flatnonzero(outcome == SLOW)
+        where = pc.index_in(hosts, self.known_hosts)
+        missing = pc.and_(pa.array(fast), pc.is_null(where))
+        if pc.any(missing).as_py():  # hosts not seen yet: classified in Python, then known to the kernels
+            new = pc.unique(hosts.filter(missing))
+            known = [self._host_code(h) for h in new.to_pylist()]
+            fresh = len(self.known_hosts) + len(new) > 1 << 18  # bounded: start over with the new ones
+            self.known_hosts = pa.concat_arrays(([] if fresh else [self.known_hosts]) + [new])
+            self.known_codes = np.concatenate(([] if fresh else [self.known_codes]) + [np.array([k[0] for k in known], np.int8)])
+            self.known_domains = pa.concat_arrays(([] if fresh else [self.known_domains]) + [pa.array([k[1] for k in known], pa.string())])
+            where = pc.index_in(hosts, self.known_hosts)
+        domains = self.known_domains.take(where)
+        codes[fast] = self.known_codes[where.to_numpy(zero_copy_only=False)[fast].astype(np.int64)]
+        if self.extension_pattern:
+            extension = pc.fill_null(pc.match_substring_regex(urls, self.extension_pattern), False).to_numpy(zero_copy_only=False)
+            codes[fast & (codes == 0) & extension] = CODE["file_extension"]
+        slow = np.flatnonzero(~fast)
         if len(slow):
-            done = [self.urls.get(u) or self.url_class(u) for u in raw.take(pa.array(slow)).to_pylist()]
+            done = [self.urls.get(u) or self.url_class(u) if u else ("no_url", None, None) for u in raw.take(pa.array(slow)).to_pylist()]
             codes[slow] = [CODE[d[0]] for d in done]
             index = np.full(len(raw), -1, np.int64)
             index[slow] = np.arange(len(slow))
@@ -462,7 +475,6 @@ class BatchFilter(SubmissionFilter):
                 code[pc.fill_null(pc.is_in(subreddit, pa.array(blocked, pa.string())), False).to_numpy(zero_copy_only=False)] = CODE["blocked_subreddit"]
         created = _int64_column([r.created_utc for r in records], {int, NULL_TYPE}, created_seconds)
         if c.start_utc is not None or c.end_utc is not None:
-            seconds = created.to_numpy(zero_copy_only=False)  # float with nan for no date
             missing = pc.is_null(created).to_numpy(zero_copy_only=False)
             outside = np.zeros(len(records), bool)
             values = pc.fill_null(created, 0).to_numpy()
@@ -472,7 +484,6 @@ class BatchFilter(SubmissionFilter):
                 outside |= values >= c.end_utc
             code[outside & ~missing] = CODE["out_of_window"]
             code[missing] = CODE["no_date"]
-            del seconds
         if c.drop_nsfw:
             code[np.array([r.over_18 is True for r in records], bool)] = CODE["nsfw"]
         code[pc.fill_null(pc.equal(raw, ""), True).to_numpy(zero_copy_only=False)] = CODE["no_url"]
@@ -565,42 +576,47 @@ def _harvest_task(task: HarvestTask) -> dict:
 
 
 def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
-    """One row per URL with all its submissions' provenance; URLs below the karma rule are dropped."""
-    grouped = candidates.group_by("url", use_threads=False).aggregate(
-        [
-            ("domain", "min"),
-            ("reddit_id", "list"),
-            ("subreddit", "list"),
-            ("score", "list"),
-            ("title", "list"),
-            ("created_utc", "min"),
-            ("score", "max"),
-            ("score", "sum"),
-            ("url", "count"),
-        ]
-    )
-    karma = grouped["score_max"] if config.karma_rule == "submission" else grouped["score_sum"]
-    qualifies = pc.greater_equal(karma, config.min_karma)
-    submissions = grouped["url_count"]
-    stats.dropped["low_karma"] += pc.sum(pc.filter(submissions, pc.invert(qualifies))).as_py() or 0
-    kept = grouped.filter(qualifies)
-    kept_karma = karma.filter(qualifies)
-    stats.dropped["duplicate_url"] += (pc.sum(kept["url_count"]).as_py() or 0) - kept.num_rows
+    """One row per URL with all its submissions' provenance (in input order), sorted by URL; URLs
+    below the karma rule are dropped. One stable sort, then each URL's rows are one run: its lists
+    are slices of the sorted columns and its min/max/sum are numpy `reduceat`s."""
+    rows = candidates.take(pc.sort_indices(candidates, [("url", "ascending")])).combine_chunks()
+    url = rows["url"].chunk(0) if rows["url"].num_chunks else pa.array([], pa.string())
+    n = len(url)
+    starts = np.flatnonzero(np.concatenate([[n > 0], pc.not_equal(url.slice(1), url.slice(0, max(n - 1, 0))).to_numpy(zero_copy_only=False)]))
+    offsets = pa.array(np.append(starts, n).astype(np.int32))
+    count = np.diff(np.append(starts, n))
+    score = rows["score"].to_numpy()
+    if n:
+        karma = np.maximum.reduceat(score, starts) if config.karma_rule == "submission" else np.add.reduceat(score, starts)
+        created = rows["created_utc"]
+        dated = np.add.reduceat(created.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), starts) > 0
+        earliest = np.minimum.reduceat(pc.fill_null(created, INT64_MAX).to_numpy(), starts)
+    else:
+        karma = earliest = np.zeros(0, np.int64)
+        dated = np.zeros(0, bool)
+    qualifies = karma >= config.min_karma
+    stats.dropped["low_karma"] += int(count[~qualifies].sum())
+    stats.dropped["duplicate_url"] += int(count[qualifies].sum()) - int(qualifies.sum())
+    keep = pa.array(qualifies)
+
+    def lists(name: str) -> pa.Array:
+        return pa.ListArray.from_arrays(offsets, rows[name].combine_chunks()).filter(keep)
+
     table = pa.table(
         {
-            "url": kept["url"],
-            "domain": kept["domain_min"],
-            "reddit_ids": kept["reddit_id_list"],
-            "subreddits": kept["subreddit_list"],
-            "scores": kept["score_list"],
-            "titles": kept["title_list"],
-            "created_utc": kept["created_utc_min"],
-            "karma": kept_karma,
+            "url": url.take(pa.array(starts)).filter(keep),
+            "domain": rows["domain"].take(pa.array(starts)).filter(keep),
+            "reddit_ids": lists("reddit_id"),
+            "subreddits": lists("subreddit"),
+            "scores": lists("score"),
+            "titles": lists("title"),
+            "created_utc": pa.array(earliest[qualifies], mask=~dated[qualifies]),
+            "karma": pa.array(karma[qualifies]),
         },
         schema=URLS,
     )
     stats.output += table.num_rows
-    return table.sort_by("url")
+    return table
 
 
 @dataclass(frozen=True)

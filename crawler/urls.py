@@ -165,76 +165,69 @@ def registered_domain(host: str) -> str:
     return parts.top_domain_under_public_suffix or host
 
 
-# `fast_normalize` over an Arrow array of raw URLs at once (RE2 regexes and string kernels). Only plain
-# printable-ASCII URLs go this way; anything the vectorized rules cannot decide is left to Python.
-_PRINTABLE = r"^[!-~]+$"  # no whitespace, nothing non-ASCII: `strip` has nothing to do
-_HTTP = r"^[hH][tT][tT][pP][sS]?://"
-_SIMPLE_RE2 = (
-    r"^(?P<scheme>[hH][tT][tT][pP][sS]?)://(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
-    r"(?P<path>/[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]]*)?"
-    r"(?:\?(?P<query>[A-Za-z0-9\-._~!$'()*+,;=:@/?\[\]&]*))?"
-    r"(?:#(?P<fragment>[!-~]*))?$"
+# The common case of `UrlNormalizer.parts` over an Arrow array of raw URLs at once (RE2 kernels): a URL
+# that is already what `fast_normalize` returns is its own result. Each other distinct URL takes the
+# Python path once (the callers cache it).
+
+
+def ascii_literal(text: str) -> str:
+    """`text` as an RE2 pattern matching exactly it (hex escapes)."""
+    return "".join(f"\\x{ord(c):02x}" for c in text)
+
+
+_PATH_CHARS = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]]"
+_PARAM_CHARS = r"[A-Za-z0-9\-._~!$'()*+,;:@/?\[\]]"  # a query's characters but `&` and `=`
+_PARAM = rf"(?:{_PARAM_CHARS}+(?:={_PARAM_CHARS}*)?|={_PARAM_CHARS}*)"  # not empty, at most one `=`
+_CANONICAL = (  # lower-case scheme and host, no port, a path, parameters as above, no fragment
+    rf"^https?://{_HOST.pattern}/{_PATH_CHARS}*(?:\?{_PARAM}(?:&{_PARAM})*)?$"
 )
-FAST, INVALID, SLOW = 0, 1, 2  # `normalize_batch` outcomes
 
 
-def _clean_query(query: pa.Array, tracking: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Queries without tracking parameters and repeated keys (the first kept), and which rows need the
-    full path (an empty parameter or two `=` in one)."""
-    lists = pc.split_pattern(query, "&")
-    params = lists.flatten()
-    parent = pc.list_parent_indices(lists).to_numpy()
-    bad = pc.or_(pc.equal(params, ""), pc.match_substring_regex(params, "=.*=")).to_numpy(zero_copy_only=False)
-    slow = np.zeros(len(query), bool)
-    slow[parent[bad]] = True
-    keys = pc.replace_substring_regex(params, "=.*", "")
-    first = pa.table({"parent": parent, "key": keys, "pos": np.arange(len(params))}).group_by(["parent", "key"], use_threads=False).aggregate([("pos", "min")])
-    keep = np.zeros(len(params), bool)
-    keep[first["pos_min"].to_numpy()] = True
-    keep &= ~pc.is_in(keys, tracking).to_numpy(zero_copy_only=False)
-    offsets = np.zeros(len(query) + 1, np.int32)
-    np.cumsum(np.bincount(parent[keep], minlength=len(query)), out=offsets[1:])
-    kept = pa.ListArray.from_arrays(pa.array(offsets), params.filter(pa.array(keep)))
-    return pc.binary_join(kept, "&"), slow
+def _canonical(urls: pa.Array, tracking: list[str]) -> np.ndarray:
+    exclude = r"--|&amp;|^https?://[^/?]*[^?]*(?://|/\.)" + (rf"|[?&](?:{'|'.join(tracking)})(?:=|&|$)" if tracking else "")
+    canonical = pc.and_(pc.less_equal(pc.utf8_length(urls), 261), pc.match_substring_regex(urls, _CANONICAL))
+    canonical = pc.and_(canonical, pc.invert(pc.match_substring_regex(urls, exclude)))
+    canonical = pc.fill_null(canonical, False).to_numpy(zero_copy_only=False)
+    several = np.flatnonzero(canonical & pc.fill_null(pc.match_substring_regex(urls, r"\?.*&"), False).to_numpy(zero_copy_only=False))
+    if len(several):  # a repeated key: `fast_normalize` drops the repeats
+        params = pc.split_pattern(pc.list_element(pc.split_pattern(urls.take(pa.array(several)), "?", max_splits=1), 1), "&")
+        keys = pc.list_element(pc.split_pattern(params.flatten(), "=", max_splits=1), 0)
+        pairs = pa.table({"row": pc.list_parent_indices(params), "key": keys}).group_by(["row", "key"], use_threads=False).aggregate([("key", "count")])
+        canonical[several[pairs["row"].filter(pc.greater(pairs["key_count"], 1)).to_numpy()]] = False
+    return canonical
 
 
-def normalize_batch(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.ndarray, pa.Array, pa.Array, pa.Array]:
-    """(outcome, url, host, path) of each raw URL: FAST rows carry what `UrlNormalizer.parts` gives,
-    INVALID rows are what it refuses (no http(s) scheme), SLOW rows need `UrlNormalizer.parts`."""
-    n = len(raw)
-    outcome = np.full(n, SLOW, np.int8)
-    printable = pc.fill_null(pc.match_substring_regex(raw, _PRINTABLE), False)
-    escaped = pc.match_substring(raw, "&amp;")
-    # HTML-escaped once, and no other `&...` that html.unescape would touch: a plain replacement
-    once = pc.and_(escaped, pc.invert(pc.match_substring(pc.replace_substring(raw, "&amp;", ""), "&")))
-    prepared = pc.if_else(once, pc.replace_substring(raw, "&amp;", "&"), raw)
-    usable = pc.and_(printable, pc.or_(pc.invert(escaped), pc.and_(once, pc.invert(pc.match_substring(prepared, "&amp;")))))
-    usable = pc.fill_null(usable, False).to_numpy(zero_copy_only=False)
-    http = pc.fill_null(pc.match_substring_regex(prepared, _HTTP), False).to_numpy(zero_copy_only=False)
-    outcome[usable & ~http] = INVALID
-    outcome[pc.is_null(raw).to_numpy(zero_copy_only=False)] = INVALID
-    rows = np.flatnonzero(usable & http)
-    parts = pc.extract_regex(prepared.take(pa.array(rows, pa.int64())), _SIMPLE_RE2)
-    matched = parts.is_valid().to_numpy(zero_copy_only=False)
-    rows, parts = rows[matched], parts.filter(pa.array(matched))
-    scheme, host, port, path, query, fragment = (pc.struct_field(parts, name) for name in ("scheme", "host", "port", "path", "query", "fragment"))
-    scheme, host = pc.ascii_lower(scheme), pc.ascii_lower(host)
-    path = pc.if_else(pc.equal(path, ""), "/", path)
-    slow = pc.or_(pc.starts_with(fragment, "!"), pc.greater(pc.utf8_length(host), 253))
-    slow = pc.or_(slow, pc.invert(pc.match_substring_regex(host, "^" + _HOST.pattern + "$")))
-    slow = pc.or_(slow, pc.match_substring_regex(host, r"(^|\.)[^.][^.]--"))
-    slow = pc.or_(slow, pc.or_(pc.starts_with(port, "0"), pc.and_(pc.equal(pc.utf8_length(port), 5), pc.greater(port, "65535"))))
-    slow = pc.or_(slow, pc.or_(pc.match_substring(path, "//"), pc.match_substring(path, "/.")))
-    default = pc.if_else(pc.equal(scheme, "http"), "80", "443")
-    port = pc.if_else(pc.or_(pc.equal(port, ""), pc.equal(port, default)), "", pc.binary_join_element_wise(":", port, ""))
-    query, slow_query = _clean_query(query, pa.array(sorted(tracking_params), pa.string()))
-    query = pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, ""))
-    url = pc.binary_join_element_wise(scheme, "://", host, port, path, query, "")
-    fast = ~(slow.to_numpy(zero_copy_only=False) | slow_query)
-    rows = rows[fast]
-    outcome[rows] = FAST
-    index = np.full(n, -1, np.int64)
-    index[rows] = np.arange(len(rows))
-    take = pa.array(index, mask=index < 0)
-    keep = pa.array(fast)
-    return outcome, url.filter(keep).take(take), host.filter(keep).take(take), path.filter(keep).take(take)
+def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    """(which raw URLs `UrlNormalizer.parts` gets in vectorized form, their normalized URLs, their hosts).
+
+    A URL is taken when it is canonical already (printable ASCII, lower-case http(s) scheme and valid
+    host of ≤ 253 characters, no port, a path without `//` or `/.`, no `&amp;`, no `--` (IDNA rules),
+    parameters that are not empty, have at most one `=`, no tracking key and no repeated key, no
+    fragment), or becomes canonical by lower-casing its scheme and host and unescaping `&amp;` once
+    (when every `&` is one): that is all `fast_normalize` would do to it."""
+    tracking = [ascii_literal(t) for t in sorted(tracking_params) if t.isascii()]
+    fast = _canonical(raw, tracking)
+    urls = raw
+    rest = np.flatnonzero(~fast & pc.is_valid(raw).to_numpy(zero_copy_only=False))
+    if len(rest):
+        other = raw.take(pa.array(rest))
+        once = pc.invert(pc.match_substring(pc.replace_substring(other, "&amp;", ""), "&"))
+        other = pc.if_else(once, pc.replace_substring(other, "&amp;", "&"), other)
+        parts = pc.split_pattern(other, "/", max_splits=3)
+        whole = pc.equal(pc.list_value_length(parts), 4).to_numpy(zero_copy_only=False)
+        rest, parts = rest[whole], parts.filter(pa.array(whole))
+        if len(rest):
+            scheme, host = pc.ascii_lower(pc.list_element(parts, 0)), pc.ascii_lower(pc.list_element(parts, 2))
+            repaired = pc.binary_join_element_wise(scheme, pc.list_element(parts, 1), host, pc.list_element(parts, 3), "/")
+            good = _canonical(repaired, tracking)
+            rest = rest[good]
+            index = np.full(len(raw), -1, np.int64)
+            index[rest] = np.arange(len(rest))
+            urls = pc.coalesce(pc.if_else(pa.array(fast), raw, pa.scalar(None, pa.string())), repaired.filter(pa.array(good)).take(pa.array(index, mask=index < 0)))
+            fast[rest] = True
+    taken = urls.filter(pa.array(fast))
+    hosts = pc.list_element(pc.split_pattern(taken, "/", max_splits=3), 2) if len(taken) else pa.array([], pa.string())
+    index = np.cumsum(fast) - 1
+    mask = ~fast
+    null = pa.scalar(None, pa.string())
+    return fast, pc.if_else(pa.array(fast), urls, null), hosts.take(pa.array(np.where(mask, 0, index), mask=mask)) if len(hosts) else pa.nulls(len(raw), pa.string())

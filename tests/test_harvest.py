@@ -119,3 +119,43 @@ def test_real_pushshift_dump(shared_data):
         assert stats.input == 103 and stats.dropped["malformed"] == 0
         assert 50 < urls.num_rows < 103
         assert all(u.startswith("http") for u in urls.column("url").to_pylist())
+
+
+def test_batch_classification_equals_classifying_each_record():
+    """`BatchFilter.batch` (Arrow kernels) gives what `SubmissionFilter.classify` gives one record at a
+    time, on every tricky URL with odd scores, dates, flags and subreddits, under two configurations."""
+    import random
+    from collections import Counter
+
+    import pyarrow as pa
+
+    from crawler.harvest import CANDIDATE, BatchFilter, Submission, SubmissionFilter, created_seconds, score_of
+    from tests.test_urls import canonical_looking_urls, tricky_urls
+
+    rng = random.Random(3)
+    urls = tricky_urls() + canonical_looking_urls() + [None, "", "http://i.imgur.com/a.gif", "https://en.wikipedia.org/x"]
+    records = [
+        Submission(
+            id=f"r{i}", url=url, title=rng.choice(["t", None, "é"]),
+            score=rng.choice([1, None, 2.5, 3.0, 10**20, -(2**63), 1e300, float("nan")]),
+            created_utc=rng.choice([1500000000 + i, 1.5e9 + 0.5, "1500000300", "x", None, 10**30, -(2**63), 1e30]),
+            is_self=rng.choice([None, False, True, False, False]), over_18=rng.choice([None, False, True, False, False]),
+            subreddit=rng.choice(["news", "Pics", "İstanbul", None, ""]),
+        )
+        for i, url in enumerate(urls * 2)
+    ]
+    configs = [HarvestConfig(), HarvestConfig(start_utc=1500000100, end_utc=1500009000, blocked_subreddits=["pics"], drop_nsfw=False)]
+    for config in configs:
+        one, batch = SubmissionFilter(config), BatchFilter(config)
+        expected_drops, rows = Counter(), []
+        for sub in records:
+            reason, url, domain = one.classify(sub)
+            if reason != "candidate":
+                expected_drops[reason] += 1
+            else:
+                rows.append((url, domain, sub.id, sub.subreddit, score_of(sub.score), sub.title, created_seconds(sub.created_utc)))
+        expected = pa.Table.from_pylist([dict(zip(CANDIDATE.names, row)) for row in rows], schema=CANDIDATE)
+        drops = Counter()
+        got = pa.concat_tables([t for t in (batch.batch(records[:5000], drops), batch.batch(records[5000:], drops)) if t is not None])
+        assert drops == expected_drops
+        assert got.equals(expected)

@@ -125,3 +125,31 @@ def test_normalizer_cache_returns_the_same_and_reraises():
         assert n("HTTP://Example.com:80/a?utm_source=x") == "http://example.com/a"
         with pytest.raises(InvalidURL):
             n("ftp://example.com/")
+
+
+def canonical_looking_urls() -> list[str]:
+    """URLs near the edge of what `canonical_urls` accepts: each is one change away from canonical."""
+    bases = ["http://example.com/a", "https://www.bbc.co.uk/news/x-1", "http://a-b.example.org/", "http://127.0.0.1/x"]
+    tails = ["", "?", "?a=1", "?a", "?=1", "?a=1=2", "?a=1&b=2", "?utm_source=x", "?utm_sourcex=1", "?fbclid", "?x=y?z",
+             "#f", "/", "//", "/./x", "/.x", "/x/..", "&amp;", "&amp;amp;", "--", ".PDF", ".pdf", ".pdf?x=1", "?x=.pdf",
+             ".Jpg", "%20", ";p", "é", " ", "\t"]
+    hosts = ["EXAMPLE.com", "ex--ample.com", "xn--bcher-kva.example", "a" * 63 + ".com", "a" * 64 + ".com",
+             ".".join(["a" * 60] * 5), "-a.com", "a_b.com", "example.com:80", "example.com:8080", "example.com."]
+    out = [b + t for b in bases for t in tails]
+    out += [f"{s}://{h}/x{t}" for s in ("http", "https", "HTTP") for h in hosts for t in ("", "?q=1", ".gif")]
+    return out + [u.upper() for u in out[:40]]
+
+
+def test_canonical_urls_are_their_own_normalization():
+    import pyarrow as pa
+
+    from crawler.urls import canonical_urls
+
+    urls = tricky_urls() + canonical_looking_urls()
+    fast, normalized, hosts = canonical_urls(pa.array(urls + [None], pa.string()), frozenset(TRACKING_PARAMS))
+    reference = UrlNormalizer(TRACKING_PARAMS)
+    assert not fast[-1]
+    for raw, is_fast, url, host in zip(urls, fast.tolist(), normalized.to_pylist(), hosts.to_pylist()):
+        if is_fast:
+            assert reference.parts(raw)[:2] == (url, host), raw
+    assert 50 < fast.sum() < len(urls) / 2  # both kinds were exercised

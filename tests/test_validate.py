@@ -13,6 +13,7 @@ import pytest
 from tests.test_shards import write_docs
 from webtext.cli import main
 from webtext.core.config import ShardConfig
+from webtext.core.schemas import SCHEMA_VERSION
 from webtext.core.manifest import ManifestError, check_manifest
 from webtext.core.runner import run_stage
 from webtext.shards import SHARDS, sha256_file
@@ -90,7 +91,7 @@ def test_schema_and_schema_version(shards):
     (shards / "manifest.json").write_text(json.dumps(manifest))
     problems = validate(str(shards))
     assert f"{path}: missing column 'title'" in problems
-    assert f"{path}: Parquet schema version None, expected '1'" in problems
+    assert f"{path}: Parquet schema version None, expected {SCHEMA_VERSION!r}" in problems
     assert any("manifest.json: schema version '0'" in p for p in problems)
 
 

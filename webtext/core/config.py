@@ -156,7 +156,8 @@ class ExtractConfig(Section):
     min_mean_word_length: float = Field(3.0, ge=0)
     max_mean_word_length: float = Field(10.0, gt=0)
     max_symbol_ratio: float = Field(0.1, ge=0)  # '#' and '…' per word (Gopher)
-    min_alpha_word_ratio: float = Field(0.6, ge=0, le=1)  # words with a letter (Gopher: 0.8 on raw words)
+    min_alpha_word_ratio: float = Field(0.3, ge=0, le=1)  # words with a letter (Gopher: 0.8 on raw words;
+    # at 0.6 it dropped only ranking/score tables WCXB counts as main text, alpha 0.35-0.39)
     repeated_line_min_chars: int = Field(20, ge=1)  # later copies of lines this long are removed
     max_duplicate_line_chars: float = Field(0.3, ge=0, le=1)  # chars in repeated lines (Gopher: 0.2)
     max_duplicate_paragraph_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated paragraphs (Gopher 0.2)
