@@ -45,7 +45,7 @@ CARD = "README.md"
 FILL = 0.9  # target bucket size as a fraction of max_rows_per_shard: a bucket rarely needs two files
 CHUNK_BYTES = 64 * 2**20  # scatter: decoded bytes held before a chunk is written to scratch
 READ_BATCH_ROWS = 4096
-LIBRARIES = ["webtext", "ray", "scrapy", "trafilatura", "datasketch", "rbloom", "pyarrow", "torch", "tiktoken"]
+LIBRARIES = ["webtext", "ray", "scrapy", "trafilatura", "datasketch", "resiliparse", "pyarrow", "torch", "tiktoken"]
 
 
 def shard_name(index: int, count: int) -> str:
