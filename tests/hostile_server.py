@@ -15,6 +15,8 @@ ARTICLE = (
     + "".join(f"<p>Paragraph {i} of a perfectly ordinary article about the town library and its books.</p>" for i in range(20))
     + "</article><footer>Copyright</footer></body></html>"
 ).encode()
+MISLABELLED = ARTICLE.replace(b"ordinary article", "ordinary café article, naïve résumé".encode("cp1252"))
+MALFORMED = b"<html><body><div><p>Unclosed <b>bold <i>" + ARTICLE[ARTICLE.index(b"<article>"):] + b"</div></span></td>\x00\xff<<<>>>&&&;"
 GZIP_BOMB = gzip.compress(b"\0" * (50 * 2**20), compresslevel=9)
 
 
@@ -79,6 +81,27 @@ class HostileHandler(BaseHTTPRequestHandler):
                 self.send_body(b"busy", "text/plain", 503, [("Retry-After", "1")])
             else:
                 self.send_body(ARTICLE)
+        elif path == "/too-many-requests":  # 429 once with a 1 s pause, then the page
+            if self.server.hits[path] == 1:
+                self.send_body(b"slow down", "text/plain", 429, [("Retry-After", "1")])
+            else:
+                self.send_body(ARTICLE)
+        elif path.startswith("/chain/"):  # a chain of distinct redirects, /chain/N -> /chain/N-1 ... -> /ok
+            hops = int(path.rsplit("/", 1)[1])
+            self.redirect(f"/chain/{hops - 1}" if hops > 1 else "/ok")
+        elif path == "/many-chunks":  # the page in thousands of tiny chunked-encoding pieces
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(ARTICLE), 3):
+                piece = ARTICLE[i : i + 3]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/wrong-charset":  # cp1252 bytes under a header that says utf-8
+            self.send_body(MISLABELLED)
+        elif path == "/malformed":
+            self.send_body(MALFORMED)
         elif path.startswith("/page/"):
             time.sleep(self.server.page_seconds)
             self.send_body(ARTICLE.replace(b"A page", path.encode()))

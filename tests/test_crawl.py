@@ -9,8 +9,9 @@ import pytest
 from crawler.middlewares import is_public
 from crawler.urls import registered_domain
 from tests.hostile_server import HostileServer
+from cleaning.extract import EXTRACT
 from crawler.crawl import CRAWL
-from webtext.core.config import CrawlConfig
+from webtext.core.config import CrawlConfig, ExtractConfig
 from webtext.core.runner import run_stage
 from webtext.core.schemas import URLS
 
@@ -29,6 +30,12 @@ EXPECTED = {
     "/private/page": "robots_denied",
     "/retry-after-long": "http_error",
     "/retry-after-short": "ok",
+    "/too-many-requests": "ok",
+    "/chain/3": "ok",
+    "/chain/40": "redirect_loop",  # more distinct hops than max_redirects
+    "/many-chunks": "ok",
+    "/wrong-charset": "ok",
+    "/malformed": "ok",
 }
 
 
@@ -69,7 +76,17 @@ def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     assert hits["/retry-after-long"] == 1  # an hour's Retry-After is over the cap: not retried
     assert "Retry-After 3600 s" in rows[server.url("/retry-after-long")]["error"]
     assert hits["/retry-after-short"] == 2  # retried after its 1 s Retry-After
-    assert stats.outcomes["ok"] == 3
+    assert hits["/too-many-requests"] == 2  # a 429 with a short Retry-After too
+    assert rows[server.url("/many-chunks")]["html"] == rows[server.url("/ok")]["html"]
+    assert sum(1 for p in hits if p.startswith("/chain/") and int(p.rsplit("/", 1)[1]) > 30) == 6  # 1 + max_redirects hops
+    assert stats.outcomes["ok"] == 8
+
+    # The pages a hostile server sends come out of extraction repaired or counted, never as a crash.
+    docs_stats = run_stage(EXTRACT, [str(tmp_path / "pages")], str(tmp_path / "docs"), ExtractConfig(min_words=20))
+    docs = {r["url"]: r["text"] for r in pq.read_table(tmp_path / "docs").to_pylist()}
+    assert docs_stats.input == len(urls) and docs_stats.input == docs_stats.output + sum(docs_stats.dropped.values())
+    assert "café article, naïve résumé" in docs[server.url("/wrong-charset")] and "\ufffd" not in docs[server.url("/wrong-charset")]
+    assert "Paragraph 19" in docs[server.url("/malformed")]
 
 
 def test_private_addresses_are_refused_by_default(tmp_path, local_ray):
