@@ -69,11 +69,15 @@ class Extractor:
             return "", None
         title = None if c.full_metadata else page_title(tree)
         fallback = c.fallback and not tree.xpath(TOO_DEEP)  # before trafilatura prunes the tree
-        result = trafilatura.bare_extraction(
-            tree, url=url, with_metadata=c.full_metadata, fast=c.fast, favor_precision=c.favor_precision,
-            favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables,
-        )
+        options = dict(url=url, with_metadata=c.full_metadata, favor_precision=c.favor_precision,
+                       favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables)
+        result = trafilatura.bare_extraction(tree, fast=c.fast, **options)
         text = result.text if result is not None and result.text else ""
+        if c.fast and len(text) < c.full_mode_below_chars:
+            # fast mode found (almost) nothing: trafilatura's full mode (its readability/jusText
+            # fallbacks) on a fresh tree, since extraction prunes the one it is given.
+            result = trafilatura.bare_extraction(trafilatura.load_html(html), fast=False, **options)
+            text = result.text if result is not None and result.text else ""
         if c.full_metadata and result is not None:
             title = result.title
         if fallback:

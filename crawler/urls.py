@@ -197,14 +197,39 @@ def _canonical(urls: pa.Array, tracking: list[str]) -> np.ndarray:
     return canonical
 
 
+def _without_tracking(urls: pa.Array, tracking: pa.Array) -> pa.Array:
+    """URLs with their tracking parameters removed, where there is no fragment and every parameter is
+    non-empty with at most one `=` (others stay as they are: `_canonical` refuses them)."""
+    split = pc.split_pattern(urls, "?", max_splits=1)
+    # a fragment (`#!` becomes a parameter in url-normalize) would hide in the last parameter: left as is
+    rows = np.flatnonzero(pc.and_(pc.equal(pc.list_value_length(split), 2), pc.invert(pc.match_substring(urls, "#"))).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return urls
+    split = split.take(pa.array(rows))
+    params = pc.split_pattern(pc.list_element(split, 1), "&")
+    flat, parent = params.flatten(), pc.list_parent_indices(params).to_numpy()
+    plain = pc.match_substring_regex(flat, rf"^{_PARAM_CHARS}*(?:={_PARAM_CHARS}*)?$")  # what `fast_normalize` accepts
+    bad = pc.or_(pc.equal(flat, ""), pc.invert(plain)).to_numpy(zero_copy_only=False)
+    keep = ~pc.is_in(pc.list_element(pc.split_pattern(flat, "=", max_splits=1), 0), tracking).to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(rows) + 1, np.int32)
+    np.cumsum(np.bincount(parent[keep], minlength=len(rows)), out=offsets[1:])
+    query = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep))), "&")
+    cleaned = pc.binary_join_element_wise(pc.list_element(split, 0), pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, "")), "")
+    clean = np.ones(len(rows), bool)
+    clean[parent[bad]] = False
+    index = np.full(len(urls), -1, np.int64)
+    index[rows[clean]] = np.arange(int(clean.sum()))
+    return pc.coalesce(cleaned.filter(pa.array(clean)).take(pa.array(index, mask=index < 0)), urls)
+
+
 def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.ndarray, pa.Array, pa.Array]:
     """(which raw URLs `UrlNormalizer.parts` gets in vectorized form, their normalized URLs, their hosts).
 
     A URL is taken when it is canonical already (printable ASCII, lower-case http(s) scheme and valid
     host of ≤ 253 characters, no port, a path without `//` or `/.`, no `&amp;`, no `--` (IDNA rules),
     parameters that are not empty, have at most one `=`, no tracking key and no repeated key, no
-    fragment), or becomes canonical by lower-casing its scheme and host and unescaping `&amp;` once
-    (when every `&` is one): that is all `fast_normalize` would do to it."""
+    fragment), or becomes canonical by lower-casing its scheme and host, unescaping `&amp;` once (when
+    every `&` is one) and removing tracking parameters: that is all `fast_normalize` would do to it."""
     tracking = [ascii_literal(t) for t in sorted(tracking_params) if t.isascii()]
     fast = _canonical(raw, tracking)
     urls = raw
@@ -213,6 +238,8 @@ def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.n
         other = raw.take(pa.array(rest))
         once = pc.invert(pc.match_substring(pc.replace_substring(other, "&amp;", ""), "&"))
         other = pc.if_else(once, pc.replace_substring(other, "&amp;", "&"), other)
+        if tracking_params:
+            other = _without_tracking(other, pa.array(sorted(tracking_params), pa.string()))
         parts = pc.split_pattern(other, "/", max_splits=3)
         whole = pc.equal(pc.list_value_length(parts), 4).to_numpy(zero_copy_only=False)
         rest, parts = rest[whole], parts.filter(pa.array(whole))

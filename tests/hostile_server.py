@@ -43,7 +43,7 @@ class HostileHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.hits[self.path] += 1
-        path = self.path
+        path = self.path.split("?", 1)[0]  # benchmarks add ?copy=N to make URLs distinct
         if path == "/robots.txt":
             self.send_body(b"User-agent: *\nDisallow: /private/\n", "text/plain")
         elif path in ("/ok", "/private/page"):

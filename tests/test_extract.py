@@ -151,6 +151,12 @@ def test_repeated_long_lines_are_removed_short_ones_kept():
     assert drop_repeated_lines(text, 20) == "\n".join([SENTENCES[0], "Reply", SENTENCES[1], "Reply"])
 
 
+def test_repeated_code_lines_are_kept():
+    code = "client = Client(account_sid, auth_token)"  # the same statement in two language tabs
+    text = "\n".join([SENTENCES[0], code, SENTENCES[1], code, SENTENCES[1]])
+    assert drop_repeated_lines(text, 20) == "\n".join([SENTENCES[0], code, SENTENCES[1], code])
+
+
 def test_quality_rules():
     f = DocumentFilter(ExtractConfig(min_words=5))
     good = " ".join(SENTENCES)

@@ -153,3 +153,19 @@ def test_canonical_urls_are_their_own_normalization():
         if is_fast:
             assert reference.parts(raw)[:2] == (url, host), raw
     assert 50 < fast.sum() < len(urls) / 2  # both kinds were exercised
+
+
+def test_tracking_parameters_are_removed_only_where_the_fast_path_would():
+    import pyarrow as pa
+
+    from crawler.urls import canonical_urls
+
+    urls = [f"http://Example.com/x?{q}" for q in ["utm_source=a b&id=1", "utm_source=é&id=1", "utm_source=a%20b&id=1",
+            "utm_source=a=b&id=1", "id=1&utm_source=x ", "id=1&&utm_source=x", "utm_source=x&id=1#!p", "utm_source=x&amp;id=1",
+            "id=1&utm_source=x&id=2", "utm_source=x", "fbclid=1&utm_source=2&q=3"]]
+    fast, normalized, _ = canonical_urls(pa.array(urls, pa.string()), frozenset(TRACKING_PARAMS))
+    reference = UrlNormalizer(TRACKING_PARAMS)
+    for raw, is_fast, url in zip(urls, fast.tolist(), normalized.to_pylist()):
+        if is_fast:
+            assert reference.parts(raw)[0] == url, raw
+    assert fast.tolist()[-4:] == [True, False, True, True]
