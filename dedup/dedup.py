@@ -41,7 +41,7 @@ from dedup.chunks import Chunk
 from dedup.minhash import band_keys, bands_rows, sign_with_shingles
 from webtext.core import runner, storage
 from webtext.core.config import DedupConfig
-from webtext.core.schemas import DEDUP_FIELDS, DOCS
+from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
 from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default, null_default
 from webtext.core.stats import StageStats
 
@@ -319,7 +319,7 @@ def _filter(args: tuple[Job, Chunk]) -> dict:
     table = table.append_column("duplicate_cluster", pa.array(cluster.tolist(), pa.string()))
     drop = pa.array(reason.tolist(), pa.string())
     kept = table.filter(pc.is_null(drop))
-    storage.write_parquet(storage.join(job.out, f"part-{chunk.index:05d}.parquet"), runner.conform_output(kept, OUTPUT))
+    storage.write_parquet(storage.join(job.out, f"part-{chunk.index:05d}.parquet"), conform(kept, OUTPUT))
     counts = Counter(r for r in reason.tolist() if r is not None)
     return {"kept": kept.num_rows, "dropped": dict(counts)}
 

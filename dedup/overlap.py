@@ -28,6 +28,7 @@ from dedup.chunks import Chunk
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.evalsets import name_of, read_evalset
 from webtext.core import runner, storage
+from webtext.core.schemas import conform
 from webtext.core.stage import Stage
 from webtext.core.stats import StageStats
 
@@ -120,7 +121,7 @@ def scan_chunk(args: tuple[Scan, Chunk]) -> dict:
         bad = pc.greater_equal(matches, scan.min_matches)
         kept = table.filter(pc.invert(bad)) if scan.drop else table
         dropped = len(texts) - kept.num_rows
-        storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), runner.conform_output(kept, scan.output))
+        storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
         result["dropped"] = {"contaminated": dropped} if dropped else {}
         result["kept"] = kept.num_rows
     return result

@@ -38,6 +38,7 @@ from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
 from webtext.core import storage
+from webtext.core.schemas import conform
 from webtext.core.stage import DROP_REASON, Resources, Stage
 from webtext.core.stats import StageStats
 
@@ -141,19 +142,6 @@ def conform_input(stage: Stage, batch: pa.Table) -> pa.Table:
     return batch
 
 
-def conform_output(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """Select and cast to the output schema; absent nullable columns become nulls."""
-    columns = []
-    for f in schema:
-        if f.name in table.column_names:
-            columns.append(table.column(f.name).cast(f.type))
-        elif f.nullable:
-            columns.append(pa.nulls(table.num_rows, f.type))
-        else:
-            raise StageError(f"output lacks required column {f.name!r}")
-    return pa.Table.from_arrays(columns, schema=schema)
-
-
 # -- the batch function on a worker -----------------------------------------------------------------
 
 _SETUPS: dict[str, Callable] = {}  # per worker process: setup once, reuse for every batch
@@ -254,7 +242,7 @@ class StageSink(Datasink):
                     counts[value] += n
                 kept = table.filter(pc.is_null(reasons))
                 if kept.num_rows:
-                    writer.write_table(conform_output(kept, self.schema))
+                    writer.write_table(conform(kept, self.schema))
                     rows += kept.num_rows
         kept_count = counts.pop(None, 0)
         return {"kept": kept_count, "written": rows, "dropped": dict(counts)}

@@ -34,7 +34,7 @@ import xxhash
 from webtext.core import runner, storage
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import DATA, MANIFEST
-from webtext.core.schemas import SCHEMA_VERSION, SHARD
+from webtext.core.schemas import SCHEMA_VERSION, SHARD, conform
 from webtext.core.stats import StageStats
 from webtext.shards import summary
 from webtext.shards.card import write_card
@@ -115,7 +115,7 @@ def scatter(item: tuple) -> list[tuple[str, list[int]]]:
 
         def flush():
             nonlocal chunk, held, first_row
-            table = runner.conform_output(pa.Table.from_batches(chunk), SHARD)
+            table = conform(pa.Table.from_batches(chunk), SHARD)
             _check_required(table, location, first_row)
             path = storage.join(scratch, f"scatter-{index:05d}-{len(results):04d}.parquet")
             results.append((path, _write_chunk(table, count, path)))
