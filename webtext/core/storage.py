@@ -254,11 +254,6 @@ def delete_temporaries(location: str | os.PathLike) -> int:
     return removed
 
 
-def read_parquet_schema(location: str | os.PathLike) -> pa.Schema:
-    with open_input(location) as f:
-        return pq.read_schema(f)
-
-
 def parquet_metadata(location: str | os.PathLike) -> pq.FileMetaData:
     with open_input(location) as f:
         return pq.read_metadata(f)
