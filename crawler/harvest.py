@@ -223,15 +223,22 @@ def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> 
     try:
         chunks = _plain_range(raw, piece) if piece.end is not None else decompressed_chunks(location, raw)
         for chunk in chunks:
-            buffer = tail + chunk if tail else chunk
-            cut = buffer.rfind(b"\n")
-            if cut < 0:
-                tail = buffer
-                continue
-            tail = buffer[cut + 1:]
-            complete = buffer[: cut + 1]
-            yield _decode(decoder, complete, piece, line, stats)
-            line += complete.count(b"\n")
+            # Lines are decoded in place (a memoryview); only the line cut between two chunks is copied.
+            start = 0
+            if tail:
+                start = chunk.find(b"\n") + 1
+                if not start:
+                    tail += chunk
+                    continue
+                tail += chunk[:start]
+            cut = chunk.rfind(b"\n") + 1
+            records = _decode(decoder, tail, piece, line, stats) if tail else []
+            line += 1 if tail else 0
+            if cut > start:
+                records += _decode(decoder, memoryview(chunk)[start:cut], piece, line, stats)
+                line += chunk.count(b"\n", start, cut)
+            tail = chunk[cut:]
+            yield records
         if tail.strip():
             try:
                 record = decoder.decode(tail)
@@ -263,7 +270,7 @@ def _truncated(message: str, config: HarvestConfig, stats: StageStats, lost: int
     stats.dropped[TRUNCATED] += lost
 
 
-def _decode(decoder: msgspec.json.Decoder, data: bytes, piece: Slice, line: int, stats: StageStats) -> list[Submission]:
+def _decode(decoder: msgspec.json.Decoder, data: bytes | memoryview, piece: Slice, line: int, stats: StageStats) -> list[Submission]:
     """All lines of a chunk at once (msgspec's NDJSON decoder); line by line when one is malformed."""
     try:
         records = decoder.decode_lines(data)
@@ -272,7 +279,7 @@ def _decode(decoder: msgspec.json.Decoder, data: bytes, piece: Slice, line: int,
     except (msgspec.DecodeError, msgspec.ValidationError):
         pass
     records = []
-    for number, text in enumerate(data.split(b"\n"), line + 1):
+    for number, text in enumerate(bytes(data).split(b"\n"), line + 1):
         if not text.strip():
             continue
         stats.input += 1
@@ -577,41 +584,53 @@ def _harvest_task(task: HarvestTask) -> dict:
 
 def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
     """One row per URL with all its submissions' provenance (in input order), sorted by URL; URLs
-    below the karma rule are dropped. One stable sort, then each URL's rows are one run: its lists
-    are slices of the sorted columns and its min/max/sum are numpy `reduceat`s."""
-    rows = candidates.take(pc.sort_indices(candidates, [("url", "ascending")])).combine_chunks()
-    url = rows["url"].chunk(0) if rows["url"].num_chunks else pa.array([], pa.string())
-    n = len(url)
-    starts = np.flatnonzero(np.concatenate([[n > 0], pc.not_equal(url.slice(1), url.slice(0, max(n - 1, 0))).to_numpy(zero_copy_only=False)]))
-    offsets = pa.array(np.append(starts, n).astype(np.int32))
+    below the karma rule are dropped. URLs are grouped by their dictionary codes (a hash pass and an
+    integer sort, not a string sort of every row); only the qualifying URLs are sorted and only their
+    rows are gathered, since most URLs of a dump fall below the karma rule."""
+    n = candidates.num_rows
+    encoded = pc.dictionary_encode(candidates["url"].combine_chunks()) if n else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    order = np.argsort(codes, kind="stable")  # rows grouped by URL, input order within a URL
+    starts = np.flatnonzero(np.diff(codes[order], prepend=-1)) if n else np.zeros(0, np.int64)
     count = np.diff(np.append(starts, n))
-    score = rows["score"].to_numpy()
+    score = candidates["score"].to_numpy()[order]
     if n:
         karma = np.maximum.reduceat(score, starts) if config.karma_rule == "submission" else np.add.reduceat(score, starts)
-        created = rows["created_utc"]
-        dated = np.add.reduceat(created.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), starts) > 0
-        earliest = np.minimum.reduceat(pc.fill_null(created, INT64_MAX).to_numpy(), starts)
     else:
-        karma = earliest = np.zeros(0, np.int64)
-        dated = np.zeros(0, bool)
+        karma = np.zeros(0, np.int64)
     qualifies = karma >= config.min_karma
     stats.dropped["low_karma"] += int(count[~qualifies].sum())
     stats.dropped["duplicate_url"] += int(count[qualifies].sum()) - int(qualifies.sum())
-    keep = pa.array(qualifies)
+    groups = np.flatnonzero(qualifies)  # group g is the URL encoded.dictionary[codes[order[starts[g]]]]
+    urls = encoded.dictionary.take(pa.array(codes[order[starts[groups]]] if len(groups) else np.zeros(0, np.int32)))
+    by_url = pc.sort_indices(urls).to_numpy()
+    groups, urls = groups[by_url], urls.take(pa.array(by_url))
+    sizes = count[groups]
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    rows = order[np.repeat(starts[groups] - offsets[:-1], sizes) + np.arange(offsets[-1])]
+    kept = candidates.take(pa.array(rows)).combine_chunks() if len(rows) else candidates.slice(0, 0)
+    group_starts = offsets[:-1]
+    created = kept["created_utc"]
+    if len(groups):
+        dated = np.add.reduceat(created.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), group_starts) > 0
+        earliest = np.minimum.reduceat(pc.fill_null(created, INT64_MAX).to_numpy(), group_starts)
+    else:
+        dated, earliest = np.zeros(0, bool), np.zeros(0, np.int64)
+    list_offsets = pa.array(offsets.astype(np.int32))
 
     def lists(name: str) -> pa.Array:
-        return pa.ListArray.from_arrays(offsets, rows[name].combine_chunks()).filter(keep)
+        return pa.ListArray.from_arrays(list_offsets, kept[name].combine_chunks())
 
     table = pa.table(
         {
-            "url": url.take(pa.array(starts)).filter(keep),
-            "domain": rows["domain"].take(pa.array(starts)).filter(keep),
+            "url": urls,
+            "domain": kept["domain"].take(pa.array(group_starts)),
             "reddit_ids": lists("reddit_id"),
             "subreddits": lists("subreddit"),
             "scores": lists("score"),
             "titles": lists("title"),
-            "created_utc": pa.array(earliest[qualifies], mask=~dated[qualifies]),
-            "karma": pa.array(karma[qualifies]),
+            "created_utc": pa.array(earliest, mask=~dated),
+            "karma": pa.array(karma[groups]),
         },
         schema=URLS,
     )

@@ -156,11 +156,12 @@ class UrlNormalizer:
 @lru_cache(maxsize=1 << 16)
 def registered_domain(host: str) -> str:
     """eTLD+1 of a host (bbc.co.uk for news.bbc.co.uk); IP addresses and bare names stand for themselves."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return host
-    except ValueError:
-        pass
+    if host[-1:].isdigit() or ":" in host:  # only these can be IP addresses (raising costs ~3 µs a host)
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            return host
+        except ValueError:
+            pass
     parts = _extract(host)
     return parts.top_domain_under_public_suffix or host
 
