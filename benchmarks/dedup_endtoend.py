@@ -13,74 +13,16 @@ of each process descending from this one (the local Ray's raylet, workers, ...),
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
-import threading
 import time
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from memory import PeakRSS
 
 BANDS = [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0]
-
-
-class PeakMemory:
-    """Peak RSS (VmHWM) of this process and of each of its descendants, polled every 0.5 s."""
-
-    def __init__(self):
-        self.peaks: dict[int, tuple[str, int]] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._poll()
-
-    def _descendants(self) -> list[int]:
-        parents: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError):
-                    continue
-                parents.setdefault(ppid, []).append(int(entry))
-        out, todo = [], [os.getpid()]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo += parents.get(pid, [])
-        return out
-
-    def _poll(self) -> None:
-        for pid in self._descendants():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-                name = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:60]
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("VmHWM:"):
-                    kb = int(line.split()[1])
-                    if kb > self.peaks.get(pid, ("", 0))[1]:
-                        self.peaks[pid] = (name, kb)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self._poll()
-
-    def report(self) -> str:
-        me = self.peaks.get(os.getpid(), ("", 0))[1]
-        others = sorted((kb for pid, (_, kb) in self.peaks.items() if pid != os.getpid()), reverse=True)
-        return (f"driver peak RSS {me / 1024:.0f} MB; {len(others)} other processes, largest peaks "
-                f"{', '.join(f'{kb / 1024:.0f}' for kb in others[:6])} MB")
 
 
 def evaluate(truth_path: Path, all_ids: set[str], kept: set[str]) -> tuple[str, dict]:
@@ -123,7 +65,7 @@ def run_webtext(data: Path, out: Path) -> tuple[float, set[str], str]:
             steps[key] = steps.get(key, 0.0) + time.perf_counter() - start
 
     runner.Run.tasks = timed
-    with PeakMemory() as memory:
+    with PeakRSS() as memory:
         start = time.perf_counter()
         stats = runner.run_stage(DEDUP, [str(data / "docs")], str(out), DedupConfig(), force=True)
         seconds = time.perf_counter() - start
@@ -161,7 +103,7 @@ def run_datatrove(data: Path, work: Path, bands: int, rows: int) -> tuple[float,
         LocalPipelineExecutor([reader, MinhashDedupFilter(str(work / "remove")), JsonlWriter(str(work / "kept"), compression=None)],
                               tasks=tasks, workers=2, logging_dir=str(work / "logs4")),
     ]
-    with PeakMemory() as memory:
+    with PeakRSS() as memory:
         start = time.perf_counter()
         for step in steps:
             step.run()

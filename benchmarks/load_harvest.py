@@ -16,66 +16,13 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import psutil
+from memory import PeakRSS
 
 BIN = Path(sys.executable).parent
 HERE = Path(__file__).resolve().parent
-
-
-class PeakRSS:
-    """Samples the RSS of a process and all its descendants every `every` seconds, keeping each
-    process's peak (by PID, with its name) and the peak of their sum."""
-
-    def __init__(self, pid: int, every: float = 0.5):
-        self.root, self.every = psutil.Process(pid), every
-        self.peaks: dict[int, tuple[str, int]] = {}
-        self.total_peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                processes = [self.root] + self.root.children(recursive=True)
-            except psutil.Error:
-                return
-            total = 0
-            for p in processes:
-                try:
-                    rss = p.memory_info().rss
-                    name = " ".join(p.cmdline()[:1]) or p.name()
-                except psutil.Error:
-                    continue
-                total += rss
-                label = "driver" if p.pid == self.root.pid else Path(name.split()[0]).name if name.startswith("/") else name
-                old_label, old_peak = self.peaks.get(p.pid, (label, 0))
-                if old_label.startswith("ray::") and old_label != "ray::IDLE" and not label.startswith("ray::"):
-                    label = old_label  # a worker's task title wins over its idle or start-up name
-                elif label == "ray::IDLE" and old_label.startswith("ray::"):
-                    label = old_label
-                self.peaks[p.pid] = (label, max(old_peak, rss))
-            self.total_peak = max(self.total_peak, total)
-            self._stop.wait(self.every)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def by_role(self) -> dict[str, dict]:
-        """Per process name: how many processes, the largest peak RSS (MB)."""
-        roles: dict[str, list[int]] = defaultdict(list)
-        for name, peak in self.peaks.values():
-            roles[name].append(peak)
-        return {name: {"processes": len(v), "max_peak_mb": round(max(v) / 2**20)} for name, v in sorted(roles.items())}
 
 
 def timed(argv: list[str], log: Path) -> tuple[float, PeakRSS, int]:
