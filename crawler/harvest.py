@@ -469,11 +469,9 @@ class BatchFilter(SubmissionFilter):
     def batch(self, records: list[Submission], dropped: Counter) -> pa.Table | None:
         """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped`."""
         c = self.config
+        # Reasons that need no URL first (they take precedence), so that self posts and the like cost no URL work.
+        code = np.zeros(len(records), np.int8)
         raw = pa.array([r.url for r in records], pa.string())
-        distinct = pc.unique(raw)
-        codes, urls, domains = self.url_codes(distinct)
-        index = pc.fill_null(pc.index_in(raw, distinct), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-        code = codes[index]
         subreddit = pa.array([r.subreddit for r in records], pa.string())
         if self.subreddits:
             names = pc.unique(subreddit).to_pylist()
@@ -495,6 +493,13 @@ class BatchFilter(SubmissionFilter):
             code[np.array([r.over_18 is True for r in records], bool)] = CODE["nsfw"]
         code[pc.fill_null(pc.equal(raw, ""), True).to_numpy(zero_copy_only=False)] = CODE["no_url"]
         code[np.array([r.is_self is True for r in records], bool)] = CODE["self_post"]
+        pending = np.flatnonzero(code == 0)
+        if len(pending):
+            candidate_urls = raw.take(pa.array(pending))
+            distinct = pc.unique(candidate_urls)
+            codes, urls, domains = self.url_codes(distinct)
+            index = pc.index_in(candidate_urls, distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+            code[pending] = codes[index]
         counts = np.bincount(code, minlength=len(REASONS))
         for reason, count in zip(REASONS[1:], counts[1:].tolist()):
             if count:
@@ -502,7 +507,7 @@ class BatchFilter(SubmissionFilter):
         if not counts[0]:
             return None
         keep = pa.array(code == 0)
-        take = pa.array(index[code == 0])
+        take = pa.array(index[codes[index] == 0])
         score = _int64_column([r.score for r in records], {int}, score_of)
         return pa.table(
             [urls.take(take), domains.take(take), pa.array([r.id for r in records], pa.string()).filter(keep), subreddit.filter(keep),
