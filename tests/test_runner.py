@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from webtext.core import storage
+from webtext.core import runner, storage
 from webtext.core.runner import MARKER, AccountingError, InputError, run_stage
 from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default
 
@@ -104,6 +104,26 @@ def test_completion_marker_skips_unchanged_and_reruns_changed(tmp_path, local_ra
     assert changed.dropped["too_short"] > first.dropped["too_short"]
     write_docs(tmp_path / "in", n=60, files=1)  # input changed: rerun
     assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5}).input == 60
+
+
+def test_fingerprint_changes_with_the_code_of_the_stage(tmp_path, monkeypatch):
+    """An upgraded stage package redoes its stage: the marker fingerprint covers the package's sources."""
+    package = tmp_path / "toystage"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "rules.py").write_text("def setup(config):\n    return lambda batch: batch\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    rules = importlib.import_module("toystage.rules")
+    (tmp_path / "in").mkdir()
+    write_docs(tmp_path / "in", n=10, files=1)
+    inputs = [str(tmp_path / "in")]
+    before = runner.fingerprint(toy(rules.setup), inputs, {"min": 3})
+    assert runner.fingerprint(toy(rules.setup), inputs, {"min": 3}) == before
+    (package / "helpers.py").write_text("LIMIT = 3\n")  # any source file of the package counts
+    runner._source_digest.cache_clear()  # a new process after an upgrade
+    assert runner.fingerprint(toy(rules.setup), inputs, {"min": 3}) != before
 
 
 def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, local_ray):

@@ -11,8 +11,8 @@ from their footers before anything runs; `in == out + dropped` is checked agains
 against the rows actually written.
 
 A stage's output folder ends with `_stats.json`, then `_COMPLETE.json` (written last, atomically):
-the fingerprint of its inputs and config section, and the funnel up to it. A rerun skips a stage
-whose marker matches and reruns one whose input or config changed.
+the fingerprint of its inputs, config section and code, and the funnel up to it. A rerun skips a
+stage whose marker matches and reruns one whose input, config or code changed.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pyarrow as pa
@@ -449,8 +451,24 @@ def input_fingerprint(inputs: list[str]) -> list:
     return parts
 
 
+@lru_cache(maxsize=None)
+def _source_digest(module_name: str) -> str:
+    """Digest of the Python sources of the package defining a stage and of this core, so that an
+    upgraded webtext redoes the stages whose code changed instead of trusting their old markers."""
+    folders = {Path(sys.modules[module_name].__file__).parent, Path(__file__).parent}
+    digest = hashlib.sha256()
+    for path in sorted(p for folder in folders for p in folder.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def code_fingerprint(stage: Stage) -> str:
+    entry = stage.plan or stage.setup
+    return _source_digest(entry.__module__) if entry is not None else ""
+
+
 def fingerprint(stage: Stage, inputs: list[str], config: Any) -> str:
-    payload = json.dumps([stage.name, config_fingerprint(config), input_fingerprint(inputs)], default=str)
+    payload = json.dumps([stage.name, config_fingerprint(config), code_fingerprint(stage), input_fingerprint(inputs)], default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
