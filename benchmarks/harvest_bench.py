@@ -34,35 +34,24 @@ from webtext.core import runner  # noqa: E402
 from webtext.core.config import HarvestConfig  # noqa: E402
 
 
-def bare_orjson(path: str) -> int:
-    n = 0
+def dump_lines(path: str):
+    """The dump's lines, as every bare loop reads them: a zstd stream split by a buffered reader."""
     with open(path, "rb") as f:
-        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
-        for line in stream:
-            orjson.loads(line)
-            n += 1
-    return n
+        yield from io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
 
 
 def bare_lines(path: str) -> int:
     """The floor every harvest pays: decompress and split lines, no parsing."""
-    n = 0
-    with open(path, "rb") as f:
-        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
-        for _ in stream:
-            n += 1
-    return n
+    return sum(1 for _ in dump_lines(path))
+
+
+def bare_orjson(path: str) -> int:
+    return sum(1 for line in dump_lines(path) if orjson.loads(line) is not None)
 
 
 def bare_msgspec(path: str) -> int:
-    n = 0
     decoder = msgspec.json.Decoder(Submission)
-    with open(path, "rb") as f:
-        stream = io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
-        for line in stream:
-            decoder.decode(line)
-            n += 1
-    return n
+    return sum(1 for line in dump_lines(path) if decoder.decode(line) is not None)
 
 
 def _measured(fn):
