@@ -101,9 +101,15 @@ class DocumentFilter:
         return lang, float(score)
 
     def reason(self, text: str, lang: str, lang_score: float) -> str | None:
-        """Why `text` should not be in the corpus, or None when it passes every rule."""
+        """Why `text` should not be in the corpus, or None when it passes every rule.
+
+        `wrong_language` needs a confident identification of another language: on product grids,
+        tables and menus the identifier's best guess is weak (often English at 0.1-0.5, or a random
+        language at < 0.5), while pages really in another language score >= 0.98 on WCXB. Such
+        uncertain pages are kept; the other rules still judge them.
+        """
         c = self.config
-        if c.languages and (lang not in c.languages or lang_score < c.min_language_score):
+        if c.languages and lang not in c.languages and lang_score >= c.min_language_score:
             return "wrong_language"
         words = text.split()
         if len(words) < c.min_words:

@@ -164,8 +164,25 @@ def test_quality_rules():
     assert f.reason("# " * 30 + good, "en", 0.99) == "symbol_ratio"
     assert f.reason("Please enable JavaScript. Are you a robot? " + good, "en", 0.99) == "boilerplate"
     assert f.reason("1 2 3 4 5 6 7 8 9 10 11 12 " + "a b", "en", 0.99) == "mean_word_length"
-    assert f.reason(good, "en", 0.2) == "wrong_language"
+    assert f.reason(good, "fr", 0.9) == "wrong_language"
+    assert f.reason(good, "en", 0.2) is None and f.reason(good, "fr", 0.3) is None  # unsure: kept
     assert DocumentFilter(ExtractConfig(min_words=5, languages=[])).reason(good, "fr", 0.9) is None
+
+
+MODELS = [("HX-800", 1999), ("HX-560", 279), ("HX-600", 599), ("Studio 2", 149), ("Mono S", 89), ("Duo 7", 349)]
+GRID = "\n".join(
+    f"Vendor: Arcadia Audio Model {model} Headphones Regular price ${price}.95 Sale price ${price}.95 Unit price per"
+    for model, price in MODELS
+)
+
+
+def test_uncertain_language_is_kept_confident_other_language_dropped():
+    f = DocumentFilter(ExtractConfig(min_words=5))
+    lang, score = f.language(GRID)  # an English product grid: the identifier is unsure (Latin at ~0.2)
+    assert score < 0.5 and f.reason(GRID, lang, score) is None
+    french = " ".join(FRENCH * 3)
+    lang, score = f.language(french)
+    assert lang == "fr" and f.reason(french, lang, score) == "wrong_language"
 
 
 def test_language_id_reads_sentences_not_menus():

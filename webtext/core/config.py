@@ -151,7 +151,7 @@ class ExtractConfig(Section):
     time_budget_s: float = Field(20.0, gt=0)  # a page that took longer is dropped: extraction_timeout
     max_replacement_ratio: float = Field(0.002, ge=0, le=1)  # U+FFFD per character: bad_encoding
     languages: list[str] = ["en"]
-    min_language_score: float = Field(0.5, ge=0, le=1)
+    min_language_score: float = Field(0.5, ge=0, le=1)  # wrong_language: another language, this sure
     language_sample_chars: int = Field(2000, ge=100)  # language ID reads this much sentence-like text
     min_words: int = Field(50, ge=0)
     min_mean_word_length: float = Field(3.0, ge=0)
