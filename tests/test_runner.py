@@ -142,6 +142,30 @@ def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, loc
     assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: RuntimeError: model file /models/lid.bin is missing"
 
 
+def task_logging_rule(config):
+    """Keeps every row and notes which Ray task mapped the batch."""
+
+    def fn(batch: pa.Table) -> pa.Table:
+        import ray
+
+        with open(config["log"], "a") as log:
+            log.write(f"{ray.get_runtime_context().get_task_id()}\n")
+        return batch.append_column(DROP_REASON, pa.nulls(batch.num_rows, pa.string()))
+
+    return fn
+
+
+def test_one_input_file_is_mapped_by_every_cpu(tmp_path, local_ray):
+    """A Parquet file is one read task and the map is fused into it: a lone file must still be split
+    into several map tasks, or one CPU does all the work (whether they overlap depends on free CPUs)."""
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": [str(i) for i in range(800)], "text": ["some text"] * 800}), tmp_path / "in" / "one.parquet")
+    log = tmp_path / "tasks"
+    stats = run_stage(toy(task_logging_rule), [str(tmp_path / "in")], str(tmp_path / "out"), {"log": str(log)})
+    assert stats.output == 800
+    assert len(set(log.read_text().split())) >= 2
+
+
 def nice_of_worker(_item):
     import os
 

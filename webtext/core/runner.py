@@ -401,6 +401,12 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
     fs, _ = storage.resolve(files[0])
     paths = [storage.resolve(f)[1] for f in files]
     ds = ray.data.read_parquet(paths, filesystem=fs, num_cpus=0.25)
+    if len(files) < cpus():
+        # A file is read by one task and the batch function is fused into it: with fewer files than
+        # CPUs the rows are first split into blocks, so that every CPU maps (measured: one task at a
+        # time otherwise). The split waits for the whole read; Ray Data's streaming repartition
+        # (`target_num_rows_per_block`) stays fused with the read and did not spread the work.
+        ds = ds.repartition(2 * cpus())
     resources = stage.resources
     if resources.actors:
         size = max(1, min(resources.actors, cpus() - 1))
