@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from load_harvest import BIN, HERE, timed
+from load_harvest import HERE, stage_round
 
 BASELINE = """
 import hashlib, sys, time
@@ -51,20 +51,12 @@ def main() -> None:
     config.write_text(f"ray: {{num_cpus: {args.num_cpus}, object_store_memory_mb: 512}}\n")
     results = []
     for round_ in range(args.rounds):
-        base_s, base_peaks, code = timed([sys.executable, "-c", BASELINE, str(corpus / "docs")], args.work / "baseline.log")
-        assert code == 0, (args.work / "baseline.log").read_text()[-2000:]
-        out = args.work / "deduped"
-        shutil.rmtree(out, ignore_errors=True)
-        wall, peaks, code = timed([str(BIN / "webtext"), "dedup", str(corpus / "docs"), "--out", str(out), "--config", str(config)],
-                                  args.work / "dedup.log")
-        assert code == 0, (args.work / "dedup.log").read_text()[-3000:]
-        stats = json.loads((out / "_stats.json").read_text())
-        assert stats["input"] == stats["output"] + sum(stats["dropped"].values())
+        stats, figures = stage_round([sys.executable, "-c", BASELINE, str(corpus / "docs")], "dedup", [str(corpus / "docs")],
+                                     args.work / "deduped", config, args.work)
+        wall = figures.pop("wall")
         results.append({
             "round": round_, "documents": stats["input"], "kept": stats["output"], "dropped": stats["dropped"],
-            "dedup_s": round(wall, 1), "docs_per_s": round(stats["input"] / wall), "baseline_s": round(base_s, 1),
-            "ratio": round(wall / base_s, 2), "peak_total_mb": round(peaks.total_peak / 2**20),
-            "baseline_peak_mb": round(base_peaks.total_peak / 2**20), "processes": peaks.by_role(),
+            "dedup_s": round(wall, 1), "docs_per_s": round(stats["input"] / wall), **figures,
         })
         print(json.dumps(results[-1], indent=1), flush=True)
     print(json.dumps({"summary": [{k: v for k, v in r.items() if k != "processes"} for r in results]}))
