@@ -495,10 +495,9 @@ class BatchFilter(SubmissionFilter):
         code[np.array([r.is_self is True for r in records], bool)] = CODE["self_post"]
         pending = np.flatnonzero(code == 0)
         if len(pending):
-            candidate_urls = raw.take(pa.array(pending))
-            distinct = pc.unique(candidate_urls)
-            codes, urls, domains = self.url_codes(distinct)
-            index = pc.index_in(candidate_urls, distinct).to_numpy(zero_copy_only=False).astype(np.int64)
+            encoded = pc.dictionary_encode(raw.take(pa.array(pending)))  # distinct URLs and each row's, in one pass
+            codes, urls, domains = self.url_codes(encoded.dictionary)
+            index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             code[pending] = codes[index]
         counts = np.bincount(code, minlength=len(REASONS))
         for reason, count in zip(REASONS[1:], counts[1:].tolist()):
