@@ -30,7 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
-from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain
+from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain, spread
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import InputError, Run
@@ -455,11 +455,8 @@ class BatchFilter(SubmissionFilter):
         if len(slow):
             done = [self.urls.get(u) or self.url_class(u) if u else ("no_url", None, None) for u in raw.take(pa.array(slow)).to_pylist()]
             codes[slow] = [CODE[d[0]] for d in done]
-            index = np.full(len(raw), -1, np.int64)
-            index[slow] = np.arange(len(slow))
-            take = pa.array(index, mask=index < 0)
-            urls = pc.coalesce(urls, pa.array([d[1] for d in done], pa.string()).take(take))
-            domains = pc.coalesce(domains, pa.array([d[2] for d in done], pa.string()).take(take))
+            urls = pc.coalesce(urls, spread(pa.array([d[1] for d in done], pa.string()), slow, len(raw)))
+            domains = pc.coalesce(domains, spread(pa.array([d[2] for d in done], pa.string()), slow, len(raw)))
         return codes, urls, domains
 
     def _host_code(self, host: str) -> tuple[int, str]:

@@ -176,6 +176,13 @@ def ascii_literal(text: str) -> str:
     return "".join(f"\\x{ord(c):02x}" for c in text)
 
 
+def spread(values: pa.Array, positions: np.ndarray, length: int) -> pa.Array:
+    """An array of `length` holding `values` at `positions` (in order) and null elsewhere."""
+    index = np.full(length, -1, np.int64)
+    index[positions] = np.arange(len(positions))
+    return values.take(pa.array(index, mask=index < 0))
+
+
 _PATH_CHARS = r"[A-Za-z0-9\-._~!$&'()*+,;=:@/\[\]]"
 _PARAM_CHARS = r"[A-Za-z0-9\-._~!$'()*+,;:@/?\[\]]"  # a query's characters but `&` and `=`
 _PARAM = rf"(?:{_PARAM_CHARS}+(?:={_PARAM_CHARS}*)?|={_PARAM_CHARS}*)"  # not empty, at most one `=`
@@ -218,9 +225,7 @@ def _without_tracking(urls: pa.Array, tracking: pa.Array) -> pa.Array:
     cleaned = pc.binary_join_element_wise(pc.list_element(split, 0), pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, "")), "")
     clean = np.ones(len(rows), bool)
     clean[parent[bad]] = False
-    index = np.full(len(urls), -1, np.int64)
-    index[rows[clean]] = np.arange(int(clean.sum()))
-    return pc.coalesce(cleaned.filter(pa.array(clean)).take(pa.array(index, mask=index < 0)), urls)
+    return pc.coalesce(spread(cleaned.filter(pa.array(clean)), rows[clean], len(urls)), urls)
 
 
 def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.ndarray, pa.Array, pa.Array]:
@@ -249,13 +254,8 @@ def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.n
             repaired = pc.binary_join_element_wise(scheme, pc.list_element(parts, 1), host, pc.list_element(parts, 3), "/")
             good = _canonical(repaired, tracking)
             rest = rest[good]
-            index = np.full(len(raw), -1, np.int64)
-            index[rest] = np.arange(len(rest))
-            urls = pc.coalesce(pc.if_else(pa.array(fast), raw, pa.scalar(None, pa.string())), repaired.filter(pa.array(good)).take(pa.array(index, mask=index < 0)))
+            urls = pc.coalesce(pc.if_else(pa.array(fast), raw, pa.scalar(None, pa.string())), spread(repaired.filter(pa.array(good)), rest, len(raw)))
             fast[rest] = True
     taken = urls.filter(pa.array(fast))
     hosts = pc.list_element(pc.split_pattern(taken, "/", max_splits=3), 2) if len(taken) else pa.array([], pa.string())
-    index = np.cumsum(fast) - 1
-    mask = ~fast
-    null = pa.scalar(None, pa.string())
-    return fast, pc.if_else(pa.array(fast), urls, null), hosts.take(pa.array(np.where(mask, 0, index), mask=mask)) if len(hosts) else pa.nulls(len(raw), pa.string())
+    return fast, pc.if_else(pa.array(fast), urls, pa.scalar(None, pa.string())), spread(hosts, np.flatnonzero(fast), len(raw))
