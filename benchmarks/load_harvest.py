@@ -30,7 +30,8 @@ def timed(argv: list[str], log: Path) -> tuple[float, PeakRSS, int]:
     with open(log, "w") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         with PeakRSS(process.pid) as peaks:
-            code = process.wait()
+            code = peaks.wait()
+        process.returncode = code
     return time.perf_counter() - start, peaks, code
 
 
@@ -46,7 +47,7 @@ def stage_round(baseline: list[str], stage: str, inputs: list[str], out: Path, c
     assert stats["input"] == stats["output"] + sum(stats["dropped"].values())
     return stats, {
         "wall": wall, "baseline_s": round(base_s, 1), "ratio": round(wall / base_s, 2),
-        "peak_total_mb": round(peaks.total_peak / 2**20), "baseline_peak_mb": round(base_peaks.total_peak / 2**20),
+        "peak_total_mb": round(peaks.total_peak / 2**20), "baseline_peak_mb": round(base_peaks.root_peak() / 2**20),
         "processes": peaks.by_role(),
     }
 

@@ -72,6 +72,19 @@ class PeakRSS:
         self._thread.join()
         self._poll()
 
+    def wait(self) -> int:
+        """Wait for the root (a child of this process) to exit; its exit code. The kernel's own account
+        of the root's peak (wait4's ru_maxrss) is kept too: a process that ends between two samples
+        would otherwise lose the end of its run."""
+        _, status, usage = os.wait4(self.root.pid, 0)
+        label, peak = self.peaks.get(self.root.pid, ("driver", 0))
+        self.peaks[self.root.pid] = (label, max(peak, usage.ru_maxrss * 1024))
+        return os.waitstatus_to_exitcode(status)
+
+    def root_peak(self) -> int:
+        """Peak RSS of the root process in bytes."""
+        return self.peaks.get(self.root.pid, ("", 0))[1]
+
     def by_role(self) -> dict[str, dict]:
         """Per process name: how many processes, the largest peak RSS (MB)."""
         roles: dict[str, list[int]] = defaultdict(list)
@@ -81,7 +94,7 @@ class PeakRSS:
 
     def report(self) -> str:
         """One line: the root's peak and the largest peaks of the other processes."""
-        me = self.peaks.get(self.root.pid, ("", 0))[1]
+        me = self.root_peak()
         others = sorted((b for pid, (_, b) in self.peaks.items() if pid != self.root.pid), reverse=True)
         return (f"driver peak RSS {me / 2**20:.0f} MB; {len(others)} other processes, largest peaks "
                 f"{', '.join(f'{b / 2**20:.0f}' for b in others[:6])} MB")

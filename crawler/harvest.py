@@ -21,7 +21,7 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO, TYPE_CHECKING, Iterator
 
 import msgspec
 import numpy as np
@@ -33,10 +33,12 @@ import zstandard
 from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain, spread
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
-from webtext.core.runner import InputError, Run
 from webtext.core.schemas import URLS
-from webtext.core.stage import Resources, Stage
+from webtext.core.stage import InputError, Resources, Stage
 from webtext.core.stats import StageStats
+
+if TYPE_CHECKING:  # the runner imports Ray Data: a read task's worker does not need it
+    from webtext.core.runner import Run
 
 log = logging.getLogger(__name__)
 
@@ -522,8 +524,9 @@ def iter_candidates(piece: Slice, config: HarvestConfig, stats: StageStats, batc
             tables.append(table)
             rows += table.num_rows
         if rows >= batch_rows:
-            yield pa.concat_tables(tables)
-            tables, rows = [], 0
+            full, tables, rows = pa.concat_tables(tables), [], 0
+            yield full  # no reference kept here: the consumer's sorted copy replaces it, not doubles it
+            del full
     if tables:
         yield pa.concat_tables(tables)
 
@@ -537,7 +540,11 @@ def harvest_file(location: str, config: HarvestConfig) -> tuple[pa.Table, StageS
 
 def bucket_of(urls: pa.Array, buckets: int) -> pa.Array:
     """Stable bucket of each URL (crc32: the same on every node and run)."""
-    return pa.array([zlib.crc32(u.encode()) % buckets for u in urls.to_pylist()], pa.int32())
+    step = 1 << 14  # URLs turned into Python strings at a time: the whole column at once costs ~30 MB
+    return pa.concat_arrays([
+        pa.array([zlib.crc32(u.encode()) % buckets for u in urls.slice(i, step).to_pylist()], pa.int32())
+        for i in range(0, len(urls), step)
+    ] or [pa.array([], pa.int32())])
 
 
 @dataclass(frozen=True)
@@ -567,7 +574,13 @@ def _harvest_task(task: HarvestTask) -> dict:
         else:
             ids = bucket_of(table.column("url").combine_chunks(), task.buckets)
             order = pc.sort_indices(ids)
-            table, ids = table.take(order), ids.take(order)
+            # rows grouped by bucket, a column at a time: the old column is freed as its copy is made
+            columns = table.columns
+            del table
+            for i, column in enumerate(columns):
+                columns[i] = column.take(order)
+            del column
+            table, ids = pa.table(columns, schema=CANDIDATE), ids.take(order)
             values, counts = pc.value_counts(ids).flatten()
             parts, start = {}, 0
             for value, count in sorted(zip(values.to_pylist(), counts.to_pylist())):

@@ -159,3 +159,14 @@ def test_batch_classification_equals_classifying_each_record():
         got = pa.concat_tables([t for t in (batch.batch(records[:5000], drops), batch.batch(records[5000:], drops)) if t is not None])
         assert drops == expected_drops
         assert got.equals(expected)
+
+
+def test_read_tasks_import_no_ray_data():
+    """A read task's worker holds a 2 GiB zstd window; the runner's Ray Data and pandas would add
+    ~50 MB to each, so the harvest module (unpickled by the worker) must not import the runner."""
+    import subprocess
+    import sys
+
+    code = "import sys, crawler.harvest, webtext.core.stage; print(sorted(m for m in ('ray.data', 'pandas') if m in sys.modules))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert found == "[]"

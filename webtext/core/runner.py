@@ -41,7 +41,7 @@ from ray.data.datasource import Datasink
 
 from webtext.core import storage
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, Resources, Stage
+from webtext.core.stage import DROP_REASON, AccountingError, InputError, Resources, Stage, StageError, _call
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -49,18 +49,6 @@ log = logging.getLogger(__name__)
 MARKER = "_COMPLETE.json"
 STATS = "_stats.json"
 SCRATCH = "_scratch"
-
-
-class StageError(RuntimeError):
-    """A stage that failed; the message is one line naming the stage and what failed."""
-
-
-class AccountingError(StageError):
-    """Rows came in that neither went out nor were dropped under a reason."""
-
-
-class InputError(ValueError):
-    """An input that a stage cannot read: missing column, wrong type, unreadable file (exit 2)."""
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -350,10 +338,6 @@ class Run:
         stats = StageStats(stage.name, stage.unit, input=check_inputs(stage, files))
         _run_map(stage, files, out, config, stats)
         return stats
-
-
-def _call(fn: Callable, item: Any) -> Any:
-    return fn(item)
 
 
 def root_cause(exc: BaseException) -> BaseException:

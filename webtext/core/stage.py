@@ -25,6 +25,24 @@ BatchFn = Callable[[pa.Table], pa.Table]
 Default = Callable[[pa.Table], pa.Array]  # the value of an absent optional column, from the batch
 
 
+class StageError(RuntimeError):
+    """A stage that failed; the message is one line naming the stage and what failed."""
+
+
+class AccountingError(StageError):
+    """Rows came in that neither went out nor were dropped under a reason."""
+
+
+class InputError(ValueError):
+    """An input that a stage cannot read: missing column, wrong type, unreadable file (exit 2)."""
+
+
+def _call(fn: Callable, item: Any) -> Any:
+    """The Ray task behind `Run.tasks`. It lives here, not in the runner, so that a task's worker
+    imports only the stage's own modules: the runner pulls in Ray Data and pandas (~50 MB a worker)."""
+    return fn(item)
+
+
 @dataclass(frozen=True)
 class Resources:
     """What one worker of a stage needs.
