@@ -14,6 +14,7 @@ only sees counts.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import logging
 import lzma
@@ -554,6 +555,7 @@ class HarvestTask:
     buckets: int
     scratch: str
     config: HarvestConfig
+    flush_rows: int = FLUSH_ROWS
 
 
 def harvest_task(task: HarvestTask) -> dict:
@@ -565,33 +567,85 @@ def harvest_task(task: HarvestTask) -> dict:
         return {"error": str(exc)}
 
 
+BUCKET = len(CANDIDATE)  # the column a run adds to the candidates: their bucket
+RUN = CANDIDATE.append(pa.field("bucket", pa.int32()))
+SCRATCH_PARQUET = dict(compression="lz4", use_dictionary=["domain", "subreddit"])  # read once: cheap to write
+
+
 def _harvest_task(task: HarvestTask) -> dict:
+    """A task leaves one file per bucket however many times its buffer fills (scratch files =
+    tasks × buckets, not flushes × buckets): with several buckets each full buffer is sorted by bucket
+    into a run (Arrow IPC, lz4), and the runs are then merged bucket by bucket, one open writer at a
+    time (an open writer per bucket would be thousands of files and upload buffers at once)."""
     stats = StageStats("harvest", "submissions")
-    written: Counter = Counter()
-    for flush, table in enumerate(iter_candidates(task.piece, task.config, stats)):
-        if task.buckets == 1:
-            parts = {0: table}
-        else:
-            ids = bucket_of(table.column("url").combine_chunks(), task.buckets)
-            order = pc.sort_indices(ids)
-            # rows grouped by bucket, a column at a time: the old column is freed as its copy is made
-            columns = table.columns
-            del table
-            for i, column in enumerate(columns):
-                columns[i] = column.take(order)
-            del column
-            table, ids = pa.table(columns, schema=CANDIDATE), ids.take(order)
-            values, counts = pc.value_counts(ids).flatten()
-            parts, start = {}, 0
-            for value, count in sorted(zip(values.to_pylist(), counts.to_pylist())):
-                parts[value] = table.slice(start, count)
-                start += count
-        for bucket, part in parts.items():
-            path = storage.join(task.scratch, f"b{bucket:05d}", f"t{task.index:05d}-{flush:04d}.parquet")
-            # scratch, read once: lz4 and dictionaries only where values repeat halve its cost
-            storage.write_parquet(path, part, compression="lz4", use_dictionary=["domain", "subreddit"])
-            written[bucket] += part.num_rows
-    return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": sorted(written)}
+    candidates = iter_candidates(task.piece, task.config, stats, task.flush_rows)
+    if task.buckets == 1:  # nothing to sort: each buffer is a row group of the one bucket file
+        path = storage.join(task.scratch, "b00000", f"t{task.index:05d}.parquet")
+        with contextlib.ExitStack() as stack:
+            writer = None
+            for table in candidates:
+                writer = writer or stack.enter_context(storage.parquet_writer(path, CANDIDATE, **SCRATCH_PARQUET))
+                writer.write_table(table)
+                table = None  # freed before the next buffer fills
+        return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": [0] if writer else []}
+    runs = []
+    for flush, table in enumerate(candidates):
+        runs.append(storage.join(task.scratch, "runs", f"t{task.index:05d}-{flush:04d}.arrow"))
+        with storage.atomic_output(runs[-1]) as sink, pa.ipc.new_stream(sink, RUN, options=pa.ipc.IpcWriteOptions(compression="lz4")) as run:
+            for part in _by_bucket(table, task.buckets):
+                run.write_table(part)
+        table = part = None  # freed before the next buffer fills
+    buckets = _merge_runs(runs, task)
+    for location in runs:
+        storage.delete(location)
+    return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": buckets}
+
+
+def _by_bucket(table: pa.Table, buckets: int) -> Iterator[pa.Table]:
+    """The rows of each bucket in turn (bucket order), with their bucket as a last column."""
+    ids = bucket_of(table.column("url").combine_chunks(), buckets)
+    order = pc.sort_indices(ids)
+    # a column at a time: the unsorted column is freed as its sorted copy is made
+    columns = table.columns + [ids]
+    del table, ids
+    for i, column in enumerate(columns):
+        columns[i] = column.take(order)
+    del column
+    table = pa.table(columns, schema=RUN)
+    values, counts = pc.value_counts(table.column(BUCKET)).flatten()
+    start = 0
+    for count in [c for _, c in sorted(zip(values.to_pylist(), counts.to_pylist()))]:
+        yield table.slice(start, count)
+        start += count
+
+
+def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
+    """Each bucket's rows from every run (each run is sorted by bucket) into that bucket's file, in row
+    groups of about `flush_rows` rows; the buckets written."""
+    streams = [storage.open_input_stream(location) for location in runs]
+    readers = [pa.ipc.open_stream(stream) for stream in streams]
+    heads = [next(reader, None) for reader in readers]
+    written = []
+    while any(head is not None for head in heads):
+        bucket = min(head.column(BUCKET)[0].as_py() for head in heads if head is not None)
+        path = storage.join(task.scratch, f"b{bucket:05d}", f"t{task.index:05d}.parquet")
+        with storage.parquet_writer(path, CANDIDATE, **SCRATCH_PARQUET) as writer:
+            group: list[pa.RecordBatch] = []
+            rows = 0
+            for i, reader in enumerate(readers):
+                while heads[i] is not None and heads[i].column(BUCKET)[0].as_py() == bucket:
+                    group.append(heads[i].select(range(BUCKET)))
+                    rows += len(group[-1])
+                    heads[i] = next(reader, None)
+                    if rows >= task.flush_rows:
+                        writer.write_table(pa.Table.from_batches(group, CANDIDATE))
+                        group, rows = [], 0
+            if group:
+                writer.write_table(pa.Table.from_batches(group, CANDIDATE))
+        written.append(bucket)
+    for stream in streams:
+        stream.close()
+    return written
 
 
 # -- one bucket -> its part of the URL dataset ------------------------------------------------------

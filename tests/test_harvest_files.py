@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from crawler.harvest import HARVEST, TRUNCATED, DumpError, Slice, harvest_file, read_submissions, slices
+from crawler.harvest import (HARVEST, TRUNCATED, DumpError, HarvestTask, MergeTask, Slice, harvest_file, harvest_task, merge_candidates,
+                             merge_task, read_submissions, slices)
 from tests.test_harvest import RECORDS, dump_bytes, write_dump
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
@@ -114,3 +116,26 @@ def test_harvest_reads_and_writes_object_storage(tmp_path, local_ray, s3_server)
     assert stats.output == 2 and stats.input == len(RECORDS) + 2
     assert sum(storage.parquet_metadata(f).num_rows for f in storage.parquet_files(out)) == 2
     assert not storage.exists(f"{out}/_scratch")
+
+
+@pytest.mark.parametrize("buckets", [1, 4])
+def test_a_task_leaves_one_file_per_bucket_however_often_its_buffer_fills(tmp_path, buckets):
+    """14 buffer flushes, URLs repeating across them: one scratch file per bucket, no run left, and the
+    merged URLs (provenance lists in input order) equal a one-process harvest of the same dump."""
+    lines = [json.dumps({"id": f"r{i}", "url": f"http://site{i % 13}.example.com/p/{i % 700}", "score": i % 5, "title": f"t{i}"}) for i in range(4000)]
+    dump = write_dump(tmp_path / "RS.zst", ("\n".join(lines) + "\n").encode())
+    config = HarvestConfig()
+    scratch = str(tmp_path / "scratch")
+    result = harvest_task(HarvestTask(Slice(str(dump)), 0, buckets, scratch, config, flush_rows=300))
+    assert result["input"] == 4000 and len(result["buckets"]) == buckets
+    files = sorted(p.relative_to(tmp_path / "scratch").as_posix() for p in (tmp_path / "scratch").rglob("*") if p.is_file())
+    assert files == [f"b{b:05d}/t00000.parquet" for b in result["buckets"]]
+    parts = []
+    for b in result["buckets"]:
+        assert pq.ParquetFile(f"{scratch}/b{b:05d}/t00000.parquet").metadata.num_row_groups >= 1
+        merge_task(MergeTask(f"{scratch}/b{b:05d}", str(tmp_path / f"part-{b}.parquet"), config))
+        parts.append(pq.read_table(tmp_path / f"part-{b}.parquet"))
+    candidates, _ = harvest_file(str(dump), config)
+    expected = merge_candidates(candidates, config, StageStats("harvest", "submissions"))
+    merged = pa.concat_tables(parts).sort_by("url")
+    assert merged.num_rows == expected.num_rows > 0 and merged.equals(expected)
