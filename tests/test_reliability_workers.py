@@ -142,9 +142,9 @@ def test_plan_stage_worker_killed_from_outside_is_retried(tmp_path, local_ray):
     while killed is None and time.monotonic() < deadline and thread.is_alive():
         for process in psutil.process_iter(["pid", "cmdline"]):
             cmdline = process.info["cmdline"] or []
-            # a worker running the plan's task is titled `ray::_call`; its parent, the raylet, is
+            # a worker running the plan's task is titled `ray::stage_task`; its parent, the raylet, is
             # this process's child (other agents' Rays run on this machine too)
-            if cmdline[:1] == ["ray::_call"] and _grandparent(process) == os.getpid():
+            if cmdline[:1] == ["ray::stage_task"] and _grandparent(process) == os.getpid():
                 process.kill()
                 killed = process.pid
                 break

@@ -41,7 +41,7 @@ from ray.data.datasource import Datasink
 
 from webtext.core import storage
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, AccountingError, InputError, Resources, Stage, StageError, _call
+from webtext.core.stage import DROP_REASON, AccountingError, InputError, Resources, Stage, StageError, stage_task
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -309,7 +309,7 @@ class Run:
         options = _remote_args(resources) | {"max_retries": 3}
         if resources.isolated:
             options["max_calls"] = 1
-        remote = ray.remote(**options)(_call)  # max_calls (isolated) is not accepted by .options()
+        remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
         window = max(2, 2 * cpus())
         results: dict[int, Any] = {}
         pending: dict[Any, int] = {}

@@ -37,7 +37,7 @@ class InputError(ValueError):
     """An input that a stage cannot read: missing column, wrong type, unreadable file (exit 2)."""
 
 
-def _call(fn: Callable, item: Any) -> Any:
+def stage_task(fn: Callable, item: Any) -> Any:
     """The Ray task behind `Run.tasks`. It lives here, not in the runner, so that a task's worker
     imports only the stage's own modules: the runner pulls in Ray Data and pandas (~50 MB a worker)."""
     return fn(item)
