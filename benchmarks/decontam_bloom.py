@@ -20,7 +20,7 @@ import numpy as np
 import xxhash
 from rbloom import Bloom
 
-from dedup.bloom import BloomFilter, build_filter, ngram_hashes
+from dedup.bloom import build_filter, ngram_hashes
 from dedup.evalsets import read_evalset
 from webtext.core.config import DecontaminateConfig
 

@@ -28,7 +28,6 @@ import msgspec  # noqa: E402
 import orjson  # noqa: E402
 import zstandard  # noqa: E402
 
-from crawler import harvest  # noqa: E402
 from crawler.harvest import HARVEST, ZSTD_MAX_WINDOW, Submission  # noqa: E402
 from webtext.core import runner  # noqa: E402
 from webtext.core.config import HarvestConfig  # noqa: E402

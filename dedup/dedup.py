@@ -42,7 +42,7 @@ from dedup.minhash import band_keys, bands_rows, sign_with_shingles
 from webtext.core import runner, storage
 from webtext.core.config import DedupConfig
 from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
-from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default, null_default
+from webtext.core.stage import Resources, Stage, constant_default, null_default
 from webtext.core.stats import StageStats
 
 SIGN_BATCH = 2_000  # documents per numpy signature batch

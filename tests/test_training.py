@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from training.data import PackedLoader
-from training.model import GPT, GPTConfig, PRESETS, build_model
+from training.model import GPT, GPTConfig, build_model
 from training.tokenizer import EOT, gpt2_encoding
 from training.train import CheckpointError, load_checkpoint, train
 from webtext.core.config import TrainConfig

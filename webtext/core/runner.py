@@ -32,7 +32,6 @@ from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import ray
 import ray.data
 from ray.data import ActorPoolStrategy
