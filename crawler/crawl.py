@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import sys
-import zlib
 from dataclasses import dataclass
 from collections import Counter
 from urllib.parse import urlsplit
@@ -31,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crawler.pipelines import FETCH, chunk_name
+from crawler.buckets import bucket_of, by_bucket
+from crawler.pipelines import FETCH
 from crawler.urls import registered_domain
 from webtext.core import storage
 from webtext.core.config import CrawlConfig
@@ -169,16 +169,10 @@ def split_task(task: SplitTask) -> dict:
             computed = _domains(table)
             table = table.set_column(table.column_names.index("domain"), "domain", pc.coalesce(domains, computed))
         table = table.select(PROVENANCE.names).cast(PROVENANCE)
-        keys = [zlib.crc32((d or "").encode()) % task.buckets for d in table.column("domain").to_pylist()]
-        ids = pa.array(keys, pa.int32())
-        order = pc.sort_indices(ids)
-        table, ids = table.take(order), ids.take(order)
-        values, counts = pc.value_counts(ids).flatten()
-        start = 0
-        for bucket, count in sorted(zip(values.to_pylist(), counts.to_pylist())):
+        ids = bucket_of(table.column("domain"), task.buckets)
+        for bucket, part in by_bucket(table, ids):
             path = storage.join(task.folder, f"b{bucket:05d}", f"f{task.index:05d}-{n:05d}.parquet")
-            storage.write_parquet(path, table.slice(start, count), compression="zstd")
-            start += count
+            storage.write_parquet(path, part, compression="zstd")
             filled.add(bucket)
     return {"rows": rows, "dropped": dropped, "buckets": sorted(filled)}
 

@@ -19,7 +19,6 @@ import gzip
 import logging
 import lzma
 import math
-import zlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Iterator
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 
+from crawler.buckets import bucket_of, by_bucket
 from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain, spread
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
@@ -251,7 +251,7 @@ def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> 
                 record = decoder.decode(tail)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 if location.endswith(PLAIN_SUFFIXES):
-                    raise EOFError(f"the last line ends without a newline in the middle of a record") from None
+                    raise EOFError("the last line ends without a newline in the middle of a record") from None
                 record = None
             if record is not None:
                 stats.input += 1
@@ -555,15 +555,6 @@ def harvest_file(location: str, config: HarvestConfig) -> tuple[pa.Table, StageS
     return (pa.concat_tables(tables) if tables else CANDIDATE.empty_table()), stats
 
 
-def bucket_of(urls: pa.Array, buckets: int) -> pa.Array:
-    """Stable bucket of each URL (crc32: the same on every node and run)."""
-    step = 1 << 14  # URLs turned into Python strings at a time: the whole column at once costs ~30 MB
-    return pa.concat_arrays([
-        pa.array([zlib.crc32(u.encode()) % buckets for u in urls.slice(i, step).to_pylist()], pa.int32())
-        for i in range(0, len(urls), step)
-    ] or [pa.array([], pa.int32())])
-
-
 @dataclass(frozen=True)
 class HarvestTask:
     piece: Slice
@@ -609,33 +600,16 @@ def _harvest_task(task: HarvestTask) -> dict:
         return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": [0] if writer else []}
     runs = []
     for flush, table in enumerate(candidates):
+        ids = bucket_of(table.column("url"), task.buckets)
         runs.append(storage.join(task.scratch, "runs", f"t{task.index:05d}-{flush:04d}.arrow"))
         with storage.atomic_output(runs[-1]) as sink, pa.ipc.new_stream(sink, RUN, options=pa.ipc.IpcWriteOptions(compression="lz4")) as run:
-            for part in _by_bucket(table, task.buckets):
+            for _, part in by_bucket(table.append_column(RUN.field(BUCKET), ids), ids):
                 run.write_table(part, max_chunksize=RUN_BATCH_ROWS)
         table = part = None  # freed before the next buffer fills
     buckets = _merge_runs(runs, task)
     for location in runs:
         storage.delete(location)
     return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": buckets}
-
-
-def _by_bucket(table: pa.Table, buckets: int) -> Iterator[pa.Table]:
-    """The rows of each bucket in turn (bucket order), with their bucket as a last column."""
-    ids = bucket_of(table.column("url").combine_chunks(), buckets)
-    order = pc.sort_indices(ids)
-    # a column at a time: the unsorted column is freed as its sorted copy is made
-    columns = table.columns + [ids]
-    del table, ids
-    for i, column in enumerate(columns):
-        columns[i] = column.take(order)
-    del column
-    table = pa.table(columns, schema=RUN)
-    values, counts = pc.value_counts(table.column(BUCKET)).flatten()
-    start = 0
-    for count in [c for _, c in sorted(zip(values.to_pylist(), counts.to_pylist()))]:
-        yield table.slice(start, count)
-        start += count
 
 
 def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
