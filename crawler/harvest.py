@@ -4,6 +4,8 @@ Reads Pushshift/Arctic-Shift NDJSON (.zst with a 2**31 window, .xz, .bz2, .gz, p
 decodes it a chunk of lines at a time into typed records (msgspec), classifies each under exactly one
 reason (a chunk at once in Arrow kernels, `BatchFilter`; Python only once per host and per unusual
 URL), and merges the submissions of each normalized URL into one row that keeps all their provenance.
+Under the default karma rule ("submission") a submission below min_karma can never qualify its URL, so
+it is dropped as `low_karma` before any URL work: most submissions, on Reddit (and in the benchmarks).
 
 At scale the work is split three ways (`harvest_plan`): one task per dump file, or per byte range of a
 large plain NDJSON file; each task writes its candidates into K hash buckets by URL on storage; one
@@ -243,7 +245,7 @@ def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> 
             line += 1 if tail else 0
             if cut > start:
                 records += _decode(decoder, memoryview(chunk)[start:cut], piece, line, stats)
-                line += chunk.count(b"\n", start, cut)
+                line += _newlines(chunk, start, cut)
             tail = chunk[cut:]
             yield records
         if tail.strip():
@@ -267,6 +269,13 @@ def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> 
         raw.close()
     if line == 0 and piece.start == 0 and stats.input == 0:
         _truncated(f"{location}: empty dump (no records)", config, stats, lost=0)
+
+
+def _newlines(data: bytes, start: int, end: int) -> int:
+    """`data.count(b"\n", start, end)` in numpy, twice as fast (0.5 s per 1M real-sized records with
+    `count`); in 4 MiB windows, so the comparison's temporary stays small."""
+    view = np.frombuffer(data, np.uint8)
+    return sum(int(np.count_nonzero(view[i : min(end, i + (1 << 22))] == 10)) for i in range(start, end, 1 << 22))
 
 
 def _truncated(message: str, config: HarvestConfig, stats: StageStats, lost: int = 1) -> None:
@@ -392,6 +401,8 @@ class SubmissionFilter:
                 return "out_of_window", None, None
         if self.subreddits and sub.subreddit and sub.subreddit.lower() in self.subreddits:
             return "blocked_subreddit", None, None
+        if c.karma_rule == "submission" and score_of(sub.score) < c.min_karma:
+            return "low_karma", None, None
         known = self.urls.get(sub.url)
         if known is None:
             known = self.url_class(sub.url)
@@ -401,7 +412,7 @@ class SubmissionFilter:
 # -- one dump (or a slice of one) -> candidates in buckets ------------------------------------------
 
 
-REASONS = ("candidate", "self_post", "no_url", "nsfw", "no_date", "out_of_window", "blocked_subreddit", "invalid_url",
+REASONS = ("candidate", "self_post", "no_url", "nsfw", "no_date", "out_of_window", "blocked_subreddit", "low_karma", "invalid_url",
            *REASON_ORDER, "file_extension")
 CODE = {reason: code for code, reason in enumerate(REASONS)}
 NULL_TYPE = type(None)
@@ -471,19 +482,21 @@ class BatchFilter(SubmissionFilter):
         return CODE[reason or "candidate"], domain
 
     def batch(self, records: list[Submission], dropped: Counter) -> pa.Table | None:
-        """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped`."""
+        """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped`.
+
+        Reasons that need no URL come first (they take precedence), and only the records left by them
+        (a fifth under the submission karma rule) are turned into Arrow columns and URL work."""
         c = self.config
-        # Reasons that need no URL first (they take precedence), so that self posts and the like cost no URL work.
         code = np.zeros(len(records), np.int8)
-        raw = pa.array([r.url for r in records], pa.string())
-        subreddit = pa.array([r.subreddit for r in records], pa.string())
         if self.subreddits:
+            subreddit = pa.array([r.subreddit for r in records], pa.string())
             names = pc.unique(subreddit).to_pylist()
             blocked = [s for s in names if s and s.lower() in self.subreddits]
             if blocked:
                 code[pc.fill_null(pc.is_in(subreddit, pa.array(blocked, pa.string())), False).to_numpy(zero_copy_only=False)] = CODE["blocked_subreddit"]
-        created = _int64_column([r.created_utc for r in records], {int, NULL_TYPE}, created_seconds)
-        if c.start_utc is not None or c.end_utc is not None:
+        window = c.start_utc is not None or c.end_utc is not None
+        if window:
+            created = _int64_column([r.created_utc for r in records], {int, NULL_TYPE}, created_seconds)
             missing = pc.is_null(created).to_numpy(zero_copy_only=False)
             outside = np.zeros(len(records), bool)
             values = pc.fill_null(created, 0).to_numpy()
@@ -495,11 +508,15 @@ class BatchFilter(SubmissionFilter):
             code[missing] = CODE["no_date"]
         if c.drop_nsfw:
             code[np.array([r.over_18 is True for r in records], bool)] = CODE["nsfw"]
-        code[pc.fill_null(pc.equal(raw, ""), True).to_numpy(zero_copy_only=False)] = CODE["no_url"]
+        code[np.array([not r.url for r in records], bool)] = CODE["no_url"]
         code[np.array([r.is_self is True for r in records], bool)] = CODE["self_post"]
+        score = _int64_column([r.score for r in records], {int}, score_of)
+        if c.karma_rule == "submission":  # most submissions: dropped before any URL work
+            code[(code == 0) & (score.to_numpy(zero_copy_only=False) < c.min_karma)] = CODE["low_karma"]
         pending = np.flatnonzero(code == 0)
         if len(pending):
-            encoded = pc.dictionary_encode(raw.take(pa.array(pending)))  # distinct URLs and each row's, in one pass
+            left = [records[i] for i in pending.tolist()]
+            encoded = pc.dictionary_encode(pa.array([r.url for r in left], pa.string()))  # distinct URLs and each row's, in one pass
             codes, urls, domains = self.url_codes(encoded.dictionary)
             index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             code[pending] = codes[index]
@@ -509,12 +526,13 @@ class BatchFilter(SubmissionFilter):
                 dropped[reason] += count
         if not counts[0]:
             return None
-        keep = pa.array(code == 0)
-        take = pa.array(index[codes[index] == 0])
-        score = _int64_column([r.score for r in records], {int}, score_of)
+        keep = codes[index] == 0
+        kept = [r for r, k in zip(left, keep.tolist()) if k]
+        take = pa.array(pending[keep])
+        created = created.take(take) if window else _int64_column([r.created_utc for r in kept], {int, NULL_TYPE}, created_seconds)
         return pa.table(
-            [urls.take(take), domains.take(take), pa.array([r.id for r in records], pa.string()).filter(keep), subreddit.filter(keep),
-             score.filter(keep), pa.array([r.title for r in records], pa.string()).filter(keep), created.filter(keep)],
+            [urls.take(pa.array(index[keep])), domains.take(pa.array(index[keep])), pa.array([r.id for r in kept], pa.string()),
+             pa.array([r.subreddit for r in kept], pa.string()), score.take(take), pa.array([r.title for r in kept], pa.string()), created],
             schema=CANDIDATE,
         )
 
@@ -646,9 +664,9 @@ def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
 
 def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
     """One row per URL with all its submissions' provenance (in input order), sorted by URL; URLs
-    below the karma rule are dropped. URLs are grouped by their dictionary codes (a hash pass and an
+    below the karma rule are dropped (under url_sum; the submission rule dropped them when read). URLs are grouped by their dictionary codes (a hash pass and an
     integer sort, not a string sort of every row); only the qualifying URLs are sorted and only their
-    rows are gathered, since most URLs of a dump fall below the karma rule."""
+    rows are gathered, since under url_sum most URLs of a dump fall below the karma rule."""
     n = candidates.num_rows
     encoded = pc.dictionary_encode(candidates["url"].combine_chunks()) if n else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
     codes = encoded.indices.to_numpy(zero_copy_only=False)

@@ -25,7 +25,7 @@ def record(id, url, score, **extra):
 
 RECORDS = [
     record("a1", "http://example.com/story", 5),
-    record("a2", "http://EXAMPLE.com:80/story?utm_source=x#top", 1, created_utc="1119800000"),  # same URL, earlier
+    record("a2", "http://EXAMPLE.com:80/story?utm_source=x#top", 3, created_utc="1119800000"),  # same URL, earlier
     record("a3", "http://example.com/low", 2, created_utc=1119845000.5),
     record("a4", "https://www.reddit.com/r/news/comments/a4/title/", 10, is_self=True),
     record("a5", "http://news.example.org/x?id=1&amp;page=2", 4, over_18=False),
@@ -36,9 +36,10 @@ RECORDS = [
     record("a10", "https://reddit.com/r/pics", 50, is_self=False),
     record("a11", "ftp://example.com/x", 50),
     record("a12", None, 50),
+    record("a13", "http://example.com/story#comments", 1),  # same URL, below min_karma: not its provenance
 ]
 EXPECTED_DROPS = {
-    "duplicate_url": 1, "low_karma": 1, "self_post": 1, "nsfw": 1, "media_domain": 1, "wikipedia": 1,
+    "duplicate_url": 1, "low_karma": 2, "self_post": 1, "nsfw": 1, "media_domain": 1, "wikipedia": 1,
     "file_extension": 1, "reddit_link": 1, "invalid_url": 1, "no_url": 1, "malformed": 2,
 }
 
@@ -74,17 +75,18 @@ def test_every_submission_is_kept_or_counted_under_one_reason(tmp_path, name, ca
     assert dict(stats.dropped) == EXPECTED_DROPS
     assert sorted(urls.column("url").to_pylist()) == ["http://example.com/story", "http://news.example.org/x?id=1&page=2"]
     story = next(row for row in urls.to_pylist() if row["url"] == "http://example.com/story")
-    assert sorted(story["reddit_ids"]) == ["a1", "a2"] and sorted(story["scores"]) == [1, 5]
+    assert sorted(story["reddit_ids"]) == ["a1", "a2"] and sorted(story["scores"]) == [3, 5]
     assert story["created_utc"] == 1119800000 and story["karma"] == 5 and story["domain"] == "example.com"
     assert f"{path}:{len(RECORDS) + 1}: malformed submission" in caplog.text
 
 
 def test_url_sum_rule_and_date_window(tmp_path):
     path = write_dump(tmp_path / "d.jsonl", dump_bytes())
-    config = HarvestConfig(karma_rule="url_sum", min_karma=6)
+    config = HarvestConfig(karma_rule="url_sum", min_karma=9)
     candidates, stats = harvest_file(path, config)
     urls = merge_candidates(candidates, config, stats)
-    assert urls.column("url").to_pylist() == ["http://example.com/story"]  # 5 + 1 >= 6
+    assert urls.column("url").to_pylist() == ["http://example.com/story"]  # 5 + 3 + 1 >= 9: a13 counts here
+    assert sorted(urls.column("reddit_ids")[0].as_py()) == ["a1", "a13", "a2"] and urls.column("karma").to_pylist() == [9]
     windowed = HarvestConfig(start_utc=1119840000)
     candidates, stats = harvest_file(path, windowed)
     assert stats.dropped["out_of_window"] == 1  # a2 was posted before the window
@@ -123,7 +125,8 @@ def test_real_pushshift_dump(shared_data):
 
 def test_batch_classification_equals_classifying_each_record():
     """`BatchFilter.batch` (Arrow kernels) gives what `SubmissionFilter.classify` gives one record at a
-    time, on every tricky URL with odd scores, dates, flags and subreddits, under two configurations."""
+    time, on every tricky URL with odd scores, dates, flags and subreddits, under two configurations (the
+    second with the url_sum rule, which classifies every URL whatever its score)."""
     import random
     from collections import Counter
 
@@ -144,7 +147,7 @@ def test_batch_classification_equals_classifying_each_record():
         )
         for i, url in enumerate(urls * 2)
     ]
-    configs = [HarvestConfig(), HarvestConfig(start_utc=1500000100, end_utc=1500009000, blocked_subreddits=["pics"], drop_nsfw=False)]
+    configs = [HarvestConfig(), HarvestConfig(start_utc=1500000100, end_utc=1500009000, blocked_subreddits=["pics"], drop_nsfw=False, karma_rule="url_sum")]
     for config in configs:
         one, batch = SubmissionFilter(config), BatchFilter(config)
         expected_drops, rows = Counter(), []

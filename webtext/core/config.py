@@ -67,8 +67,9 @@ class HarvestConfig(Section):
     """Which Reddit submissions contribute a URL (GPT-2 paper §2.1: outbound links with ≥ 3 karma)."""
 
     min_karma: int = 3
-    # "submission": a URL qualifies when any one submission of it reached min_karma (the paper's reading);
-    # "url_sum": when the scores of all its submissions add up to min_karma.
+    # "submission": a URL qualifies when any one submission of it reached min_karma (the paper's reading,
+    # and OpenWebText's); its provenance is those submissions, so the others are dropped as they are read.
+    # "url_sum": when the scores of all its submissions add up to min_karma; all of them are its provenance.
     karma_rule: Literal["submission", "url_sum"] = "submission"
     drop_nsfw: bool = True
     start_utc: int | None = None  # inclusive, seconds since epoch
