@@ -532,11 +532,13 @@ class BatchFilter(SubmissionFilter):
             return None
         keep = codes[index] == 0
         kept = [r for r, k in zip(left, keep.tolist()) if k]
-        take = pa.array(pending[keep])
+        take, distinct = pa.array(pending[keep]), pa.array(index[keep])  # positions among the records, among the distinct URLs
+        # columns already built over the whole batch (when a rule needed them) are taken, not built again
         created = created.take(take) if window else _int64_column([r.created_utc for r in kept], {int, NULL_TYPE}, created_seconds)
+        subreddit = subreddit.take(take) if self.subreddits else pa.array([r.subreddit for r in kept], pa.string())
         return pa.table(
-            [urls.take(pa.array(index[keep])), domains.take(pa.array(index[keep])), pa.array([r.id for r in kept], pa.string()),
-             pa.array([r.subreddit for r in kept], pa.string()), score.take(take), pa.array([r.title for r in kept], pa.string()), created],
+            [urls.take(distinct), domains.take(distinct), pa.array([r.id for r in kept], pa.string()), subreddit,
+             score.take(take), pa.array([r.title for r in kept], pa.string()), created],
             schema=CANDIDATE,
         )
 
@@ -669,9 +671,10 @@ def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
 
 def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
     """One row per URL with all its submissions' provenance (in input order), sorted by URL; URLs
-    below the karma rule are dropped (under url_sum; the submission rule dropped them when read). URLs are grouped by their dictionary codes (a hash pass and an
-    integer sort, not a string sort of every row); only the qualifying URLs are sorted and only their
-    rows are gathered, since under url_sum most URLs of a dump fall below the karma rule."""
+    below the karma rule are dropped (under url_sum; the submission rule dropped them when read).
+    URLs are grouped by their dictionary codes (a hash pass and an integer sort, not a string sort of
+    every row); only the qualifying URLs are sorted and only their rows are gathered, since under
+    url_sum most URLs of a dump fall below the karma rule."""
     n = candidates.num_rows
     encoded = pc.dictionary_encode(candidates["url"].combine_chunks()) if n else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
     codes = encoded.indices.to_numpy(zero_copy_only=False)
