@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,6 +76,25 @@ def test_every_frame_of_a_multi_frame_zst_is_read(tmp_path):
     stats = StageStats("harvest", "submissions")
     records = [r for batch in read_submissions(Slice(str(tmp_path / "RS.zst")), HarvestConfig(), stats) for r in batch]
     assert len(records) == stats.input == 2500
+
+
+def test_frames_ending_across_feed_slices_and_reads_are_read_whole(tmp_path):
+    """Frames of ~150-400 KB compressed: their ends fall inside and across the decompressor's 128 KB
+    feed slices and the 1 MB reads."""
+    rng = random.Random(7)
+    frames = [[json.dumps({"id": f"f{f}r{i}", "url": f"http://s{i}.example.com/", "score": 5,
+                           "title": rng.randbytes(60 * (2 + f % 3)).hex()}).encode() for i in range(2500)]
+              for f in range(9)]
+    compressor = zstandard.ZstdCompressor()
+    data = b"".join(compressor.compress(b"\n".join(lines) + b"\n") for lines in frames)
+    assert len(data) > 2 * 2**20
+    (tmp_path / "RS.zst").write_bytes(data)
+    stats = StageStats("harvest", "submissions")
+    ids = [r.id for batch in read_submissions(Slice(str(tmp_path / "RS.zst")), HarvestConfig(), stats) for r in batch]
+    assert ids == [f"f{f}r{i}" for f in range(9) for i in range(2500)] and stats.input == 9 * 2500
+    (tmp_path / "RS_cut.zst").write_bytes(data[: len(data) - 1000])
+    with pytest.raises(DumpError, match="RS_cut.zst: dump ends early"):
+        harvest_file(str(tmp_path / "RS_cut.zst"), HarvestConfig())
 
 
 @pytest.mark.parametrize("split", [3, 97, 4096, 10**9])
