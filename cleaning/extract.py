@@ -21,7 +21,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
 from cleaning.encoding import decode_html
-from cleaning.filters import DocumentFilter, clean_text, drop_repeated_lines
+from cleaning.filters import DocumentFilter, clean_line, clean_text, drop_repeated_lines
 from webtext.core.config import ExtractConfig
 from webtext.core.ids import url_id
 from webtext.core.schemas import DOCS, PAGES, PROVENANCE_FIELDS
@@ -36,6 +36,7 @@ TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h
 # lxml stops nesting at depth 256; resiliparse does not, and is quadratic in depth (50,000 nested
 # <div>s: ~40 s). A tree this deep is skipped by the fallback; the check is one C-level XPath walk.
 TOO_DEEP = "boolean(" + "/*" * 250 + ")"
+CODE_BLOCKS = "//pre|//code"
 
 
 def page_title(tree: HtmlElement) -> str | None:
@@ -44,6 +45,15 @@ def page_title(tree: HtmlElement) -> str | None:
         if found:
             return " ".join(found.split())[:1000]
     return None
+
+
+def code_lines(tree: HtmlElement, min_chars: int) -> frozenset[str]:
+    """The page's own code lines (`<pre>`, `<code>`), cleaned as the text's lines are: code repeats
+    legitimately, and the line repair must not take it for a block the extractor emitted twice."""
+    return frozenset(
+        line for block in tree.xpath(CODE_BLOCKS) for line in map(clean_line, block.text_content().splitlines())
+        if len(line) >= min_chars
+    )
 
 
 def fallback_text(html: str) -> str:
@@ -62,18 +72,22 @@ class Extractor:
         self.filter = DocumentFilter(config)
         self.encoding = gpt2_encoding()
 
-    def text_and_title(self, html: str, url: str) -> tuple[str, str | None]:
+    def text_and_title(self, html: str, url: str) -> tuple[str, str | None, frozenset[str]]:
+        """Main text, title and the page's code lines (read before trafilatura prunes the tree)."""
         c = self.config
         tree = trafilatura.load_html(html)
         if tree is None:
-            return "", None
+            return "", None, frozenset()
         title = None if c.full_metadata else page_title(tree)
-        fallback = c.fallback and not tree.xpath(TOO_DEEP)  # before trafilatura prunes the tree
+        fallback = c.fallback and not tree.xpath(TOO_DEEP)
+        code = code_lines(tree, c.repeated_line_min_chars)
+        # Fast mode cuts documentation pages short (one tab, one section) where full mode keeps them.
+        fast = c.fast and not (c.full_mode_for_code and tree.xpath("boolean(//pre)"))
         options = dict(url=url, with_metadata=c.full_metadata, favor_precision=c.favor_precision,
                        favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables)
-        result = trafilatura.bare_extraction(tree, fast=c.fast, **options)
+        result = trafilatura.bare_extraction(tree, fast=fast, **options)
         text = result.text if result is not None and result.text else ""
-        if c.fast and len(text) < c.full_mode_below_chars:
+        if fast and len(text) < c.full_mode_below_chars:
             # fast mode found (almost) nothing: trafilatura's full mode (its readability/jusText
             # fallbacks) on a fresh tree, since extraction prunes the one it is given.
             result = trafilatura.bare_extraction(trafilatura.load_html(html), fast=False, **options)
@@ -84,7 +98,7 @@ class Extractor:
             other = fallback_text(html)
             if len(other) > c.fallback_min_ratio * len(text):
                 text = other
-        return text, title
+        return text, title, code
 
     def extract(self, row: dict) -> dict:
         """One pages row to one documents row (with `drop_reason` set when it is not kept)."""
@@ -106,8 +120,8 @@ class Extractor:
         start = time.thread_time()
         try:
             html = decode_html(body, row.get("content_type"))
-            text, title = self.text_and_title(html, row.get("final_url") or url)
-            text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars)
+            text, title, code = self.text_and_title(html, row.get("final_url") or url)
+            text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars, code)
         except Exception:  # one page's failure is that page's drop reason, never the batch's
             doc["drop_reason"] = "extraction_error"
             return doc

@@ -157,6 +157,25 @@ def test_repeated_code_lines_are_kept():
     assert drop_repeated_lines(text, 20) == "\n".join([SENTENCES[0], code, SENTENCES[1], code])
 
 
+def test_table_rows_and_the_pages_own_code_lines_are_kept():
+    header = "| Attribute | Data Type | Description |"  # a header row repeated down a long table
+    statement = "from pydantic import BaseModel, Field"  # prose-like by punctuation, but a code line
+    text = "\n".join([header, SENTENCES[0], header, statement, SENTENCES[1], statement])
+    assert drop_repeated_lines(text, 20) == "\n".join([header, SENTENCES[0], header, statement, SENTENCES[1]])
+    assert drop_repeated_lines(text, 20, frozenset([statement])) == text
+
+
+def test_code_blocks_repeated_across_tabs_survive_extraction():
+    statement = "from pydantic import BaseModel, Field"
+    tabs = "".join(f"<h2>Example {n}</h2><p>{SENTENCES[n]} {SENTENCES[n + 1]}</p><pre><code>{statement}\n"
+                   f"model_{n} = BaseModel()</code></pre>" for n in range(4))
+    html = f"<html><body><article><h1>Models</h1><p>{' '.join(SENTENCES)}</p>{tabs}</article></body></html>"
+    doc = Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/docs", html.encode()))
+    assert doc["drop_reason"] is None and doc["text"].count(statement) == 4
+    prose = html.replace("<pre><code>", "<p>").replace("\n", "</p><p>").replace("</code></pre>", "</p>")  # as prose: repaired
+    assert Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/docs", prose.encode()))["text"].count(statement) == 1
+
+
 def test_quality_rules():
     f = DocumentFilter(ExtractConfig(min_words=5))
     good = " ".join(SENTENCES)

@@ -145,6 +145,7 @@ class ExtractConfig(Section):
     include_comments: bool = False
     fast: bool = True  # trafilatura without its own fallbacks (readability, jusText): resiliparse does better
     full_mode_below_chars: int = Field(300, ge=0)  # fast mode found less: rerun trafilatura in full mode
+    full_mode_for_code: bool = True  # pages with a <pre> block (~8%) go straight to full mode
     fallback: bool = True  # resiliparse main-content text when trafilatura's is much shorter
     fallback_min_ratio: float = Field(1.5, ge=1.0)  # ... by this factor (characters)
     full_metadata: bool = False  # trafilatura's metadata (+htmldate) instead of a few XPath lookups
