@@ -280,6 +280,8 @@ def _remote_args(resources: Resources) -> dict:
     args: dict[str, Any] = {"num_cpus": resources.num_cpus}
     if resources.memory:
         args["memory"] = resources.memory
+    if resources.env:
+        args["runtime_env"] = {"env_vars": dict(resources.env)}
     return args
 
 

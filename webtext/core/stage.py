@@ -59,6 +59,7 @@ class Resources:
     actors: int | None = None
     batch_size: int = 256
     isolated: bool = False  # a fresh process per task (Twisted's reactor cannot restart in one process)
+    env: tuple[tuple[str, str], ...] = ()  # environment of the worker processes (Ray gives them workers of their own)
 
 
 def null_default(type_: pa.DataType) -> Default:
