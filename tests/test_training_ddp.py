@@ -58,7 +58,10 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     assert all(abs(a - b) < 2e-4 for (_, a), (_, b) in zip(big.losses, accumulated.losses))
     a = load_checkpoint(tmp_path / "big" / "ckpt.pt")["model"]
     b = load_checkpoint(tmp_path / "acc" / "ckpt.pt")["model"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    # Summing two half-batches rounds differently from one batch; AdamW divides by the gradient's root
+    # mean square, so on a near-zero gradient that rounding moves a parameter by up to ~lr (3e-3) per
+    # step. Measured: 1 of 3.3M parameters 1.5e-5 apart on one CPU, all within 1e-5 on another.
+    assert all(torch.allclose(a[k], b[k], atol=1e-4) for k in a)
 
 
 def test_ray_train_two_cpu_workers(tmp_path, local_ray):
