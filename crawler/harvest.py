@@ -49,7 +49,6 @@ DUMP_SUFFIXES = (".zst", ".xz", ".bz2", ".gz", ".jsonl", ".json", ".ndjson")
 PLAIN_SUFFIXES = (".jsonl", ".json", ".ndjson")
 ZSTD_MAX_WINDOW = 2**31  # real Pushshift dumps are packed with --long=31
 READ_BYTES = 1 << 20  # compressed bytes per read
-FEED_BYTES = 1 << 17  # compressed bytes per decompress call: ~1-2 MB of output each
 # Candidates buffered by a task before they go to their bucket files (a run each): 50k rows is ~250k
 # real-sized records under the submission karma rule; 200k cost +97 MB of peak RSS, for no CPU measured.
 FLUSH_ROWS = 50_000
@@ -134,28 +133,22 @@ class _Counting:
 
 def _zstd_chunks(raw: _Counting) -> Iterator[bytes]:
     """Decompressed bytes of every zstd frame; a frame cut short raises instead of ending quietly
-    (zstandard's stream reader reports EOF on a truncated frame).
-
-    Each read is fed to the decompressor in FEED_BYTES slices: its output for one call is joined into
-    one bytes object, so a whole 1 MB read of a 10-16x dump made a ~16 MB chunk plus its join copy."""
+    (zstandard's stream reader reports EOF on a truncated frame)."""
     dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
     dobj, fed = dctx.decompressobj(), False
     while True:
         data = raw.read(READ_BYTES)
         if not data:
             break
-        view, at = memoryview(data), 0
-        while at < len(view):
-            out = dobj.decompress(view[at:at + FEED_BYTES])  # ZstdError on a corrupt frame
+        while data:
+            out = dobj.decompress(data)  # ZstdError on a corrupt frame
             fed = True
             if out:
                 yield out
-            del out  # not held while the next chunk is decompressed
+            del out  # not held while the next ~16 MB chunk is decompressed
             if not dobj.eof:
-                at += FEED_BYTES
-                continue
-            rest = dobj.unused_data  # the next frame starts here
-            view, at = memoryview(rest + bytes(view[at + FEED_BYTES:])), 0
+                break
+            data = dobj.unused_data  # the next frame starts here
             dobj, fed = dctx.decompressobj(), False
     if fed and not dobj.eof:
         raise EOFError(f"zstd frame ends early at compressed byte {raw.offset}")
