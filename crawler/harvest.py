@@ -591,7 +591,7 @@ class HarvestTask:
 
 
 # Arrow allocates from the C library's malloc in the dump readers. Its default, mimalloc, keeps the freed
-# pages of each batch's tables mapped: beside the 2 GB zstd window that was 46 MB more peak RSS per task
+# pages of each batch's tables mapped: beside the 2 GB zstd window that was ~35 MB more peak RSS per task
 # on 5M records, for no CPU difference measured (BENCHMARKS.md). Set before the worker starts: switching
 # pools inside the task saved only 12 MB.
 READ_ENV = (("ARROW_DEFAULT_MEMORY_POOL", "system"),)
