@@ -56,11 +56,15 @@ def code_lines(tree: HtmlElement, min_chars: int) -> frozenset[str]:
     )
 
 
-def fallback_text(html: str) -> str:
-    """resiliparse's main-content text: rescues pages (often forums) that trafilatura misses."""
+def fallback_text(tree: HTMLTree, comments: bool) -> str:
+    """resiliparse's main-content text: rescues pages (often forums) that trafilatura misses.
+
+    Without the post's metadata block (author, date, tags): +0.0015 F1 on WCXB, no page type lower
+    by more than 0.0003. `comments`: whether comment sections count as main content.
+    """
     return extract_plain_text(
-        HTMLTree.parse(html), main_content=True, preserve_formatting=True, list_bullets=False,
-        alt_texts=False, links=False, form_fields=False, noscript=False, comments=True,
+        tree, main_content=True, preserve_formatting=True, list_bullets=False, alt_texts=False,
+        links=False, form_fields=False, noscript=False, comments=comments, post_meta=False,
     )
 
 
@@ -95,7 +99,14 @@ class Extractor:
         if c.full_metadata and result is not None:
             title = result.title
         if fallback:
-            other = fallback_text(html)
+            parsed = HTMLTree.parse(html)
+            other = fallback_text(parsed, comments=True)
+            if len(other) > c.fallback_min_ratio * len(text) and not c.include_comments:
+                # Comment sections are the page on a forum thread or a Q&A page (most of the text);
+                # under an article they are not its main text, as trafilatura's include_comments says.
+                without = fallback_text(parsed, comments=False)
+                if len(without) >= (1 - c.fallback_comments_share) * len(other):
+                    other = without
             if len(other) > c.fallback_min_ratio * len(text):
                 text = other
         return text, title, code

@@ -176,6 +176,28 @@ def test_code_blocks_repeated_across_tabs_survive_extraction():
     assert Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/docs", prose.encode()))["text"].count(statement) == 1
 
 
+def discussion(post_paragraphs: int, replies: int) -> bytes:
+    """A post and its comment section, which trafilatura (include_comments off) leaves out."""
+    post = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(post_paragraphs))
+    comments = "".join(
+        f'<div class="comment"><p class="author">user{i}</p><p>Reply {i}: {SENTENCES[i % len(SENTENCES)].lower()} '
+        f"That matches what happened in our town number {i} as well.</p></div>" for i in range(replies)
+    )
+    return (f"<html><head><title>Thread</title></head><body><nav><a href='/'>Home</a></nav><article><h1>Thread</h1>"
+            f'{post}</article><section id="comments" class="comments">{comments}</section></body></html>').encode()
+
+
+def test_fallback_keeps_comments_only_where_they_are_the_page():
+    under_article = discussion(post_paragraphs=6, replies=8)  # comments: under half of the page's text
+    doc = Extractor(ExtractConfig()).extract(page("http://e.com/news", under_article))
+    assert doc["drop_reason"] is None and SENTENCES[0] in doc["text"] and "Reply 0:" not in doc["text"]
+    kept = Extractor(ExtractConfig(fallback_comments_share=0)).extract(page("http://e.com/news", under_article))
+    assert "Reply 0:" in kept["text"]  # the rule, not the extractors, left them out above
+    thread = discussion(post_paragraphs=1, replies=30)  # the replies are most of the text: a forum thread
+    doc = Extractor(ExtractConfig()).extract(page("http://e.com/thread", thread))
+    assert doc["drop_reason"] is None and all(f"Reply {i}:" in doc["text"] for i in range(30))
+
+
 def test_quality_rules():
     f = DocumentFilter(ExtractConfig(min_words=5))
     good = " ".join(SENTENCES)

@@ -148,6 +148,8 @@ class ExtractConfig(Section):
     full_mode_for_code: bool = True  # pages with a <pre> block (~8%) go straight to full mode
     fallback: bool = True  # resiliparse main-content text when trafilatura's is much shorter
     fallback_min_ratio: float = Field(1.5, ge=1.0)  # ... by this factor (characters)
+    # ... keeping comment sections only where they are at least this share of its text (a forum thread)
+    fallback_comments_share: float = Field(0.7, ge=0, le=1)
     full_metadata: bool = False  # trafilatura's metadata (+htmldate) instead of a few XPath lookups
     max_html_bytes: int = Field(8 * 2**20, gt=0)  # larger pages are dropped unparsed: html_too_large
     time_budget_s: float = Field(20.0, gt=0)  # a page that took longer is dropped: extraction_timeout
