@@ -200,3 +200,28 @@ def test_a_stage_sets_the_environment_of_its_own_workers(tmp_path, local_ray):
     run = Run(toy(), [], str(tmp_path), None, StageStats("toy", "documents"))
     assert run.tasks(arrow_pool_of_worker, [1, 2], Resources(num_cpus=1, env=READ_ENV)) == ["system"] * 2
     assert run.tasks(arrow_pool_of_worker, [1]) == [pyarrow.default_memory_pool().backend_name] != ["system"]
+
+
+LOCAL_RAY = """
+import os, ray
+from webtext.core.runner import init_ray
+init_ray(address="local", num_cpus=1)
+nice = ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote())
+print(nice, os.nice(0), int(ray.cluster_resources()["CPU"]))
+"""
+
+
+def test_address_local_starts_the_same_embedded_ray():
+    """`address: local` (Ray's word for a new local instance) once joined Ray's defaults instead: nice
+    15 workers, every CPU of the machine."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_worker_niceness")}
+    out = subprocess.run([sys.executable, "-c", LOCAL_RAY], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[1], env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    worker_nice, driver_nice, cpus = map(int, out.stdout.split()[-3:])
+    assert worker_nice == driver_nice and cpus == 1

@@ -37,7 +37,8 @@ class Section(BaseModel):
 
 
 class RayConfig(Section):
-    """How to reach Ray. `address: null` joins RAY_ADDRESS when set, else starts an embedded local Ray."""
+    """How to reach Ray. `address: null` joins RAY_ADDRESS when set, else starts an embedded local Ray
+    (as `address: local` always does)."""
 
     address: str | None = None
     num_cpus: int | None = Field(None, ge=1)

@@ -247,11 +247,12 @@ class StageSink(Datasink):
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_memory_mb: int | None = None) -> None:
-    """Join the cluster at `address` or RAY_ADDRESS (set under `ray job submit`), else start one here."""
+    """Join the cluster at `address` or RAY_ADDRESS (set under `ray job submit`), else (or with
+    `local`, Ray's own word for it) start one here."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if address and address != "local":
         ray.init(address=address, log_to_driver=True)
     else:
         # Ray starts its workers at nice 15; the stages are the work, not background chores: the
