@@ -54,6 +54,8 @@ def test_corrupt_frame_and_empty_dumps_are_errors(tmp_path):
         harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig())
     candidates, stats = harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig(on_truncated="warn"))
     assert stats.dropped[TRUNCATED] == 1 and stats.input == candidates.num_rows + sum(stats.dropped.values())
+    _, stats = harvest_file(str(tmp_path / "whole.zst"), HarvestConfig())  # the process's zstd context, after the errors
+    assert stats.input == 3000 and not stats.dropped[TRUNCATED]
     (tmp_path / "RS_empty.zst").write_bytes(b"")
     with pytest.raises(DumpError, match="RS_empty.zst: empty dump"):
         harvest_file(str(tmp_path / "RS_empty.zst"), HarvestConfig())
@@ -76,6 +78,18 @@ def test_every_frame_of_a_multi_frame_zst_is_read(tmp_path):
     stats = StageStats("harvest", "submissions")
     records = [r for batch in read_submissions(Slice(str(tmp_path / "RS.zst")), HarvestConfig(), stats) for r in batch]
     assert len(records) == stats.input == 2500
+
+
+def test_a_dump_left_midway_does_not_disturb_the_next(tmp_path):
+    """Every dump of a process shares one zstd context (its window buffer is reused)."""
+    rng = random.Random(3)
+    lines = [json.dumps({"id": f"a{i}", "url": "http://a.example.com/", "title": rng.randbytes(200).hex()}) for i in range(8000)]
+    write_dump(tmp_path / "RS_a.zst", ("\n".join(lines) + "\n").encode())  # ~3 MB compressed: several 1 MB reads
+    write_dump(tmp_path / "RS_b.zst", many_records(2000))
+    left = read_submissions(Slice(str(tmp_path / "RS_a.zst")), HarvestConfig(), StageStats("harvest", "submissions"))
+    assert len(next(left)) < 8000  # one chunk in, inside the frame, then abandoned
+    stats = StageStats("harvest", "submissions")
+    assert sum(map(len, read_submissions(Slice(str(tmp_path / "RS_b.zst")), HarvestConfig(), stats))) == stats.input == 2000
 
 
 def test_frames_ending_inside_and_across_reads_are_read_whole(tmp_path):
