@@ -4,6 +4,11 @@ machine is shared: CPU time is the steadier per-core figure).
 
     .venv/bin/python benchmarks/harvest_gen.py /tmp/RS_1m.zst --records 1000000
     .venv/bin/python benchmarks/harvest_bench.py /tmp/RS_1m.zst --rounds 2
+    .venv/bin/python benchmarks/harvest_bench.py /tmp/RS_1m.zst /tmp/RS_1m.zst /tmp/RS_1m.zst --cpus 1
+
+With several dumps the bare loops read them one after another and the stage gets them all: on one
+Ray CPU its read tasks run one after another in one worker, as the dumps of a large harvest do (a
+worker's later dumps reuse its zstd context; the first one pays for a fresh window).
 
 The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is the
 sum over its Ray task processes (read + merge), from each task's own `resource.getrusage`. Peak RSS
@@ -39,18 +44,18 @@ def dump_lines(path: str):
         yield from io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
 
 
-def bare_lines(path: str) -> int:
+def bare_lines(paths: list[str]) -> int:
     """The floor every harvest pays: decompress and split lines, no parsing."""
-    return sum(1 for _ in dump_lines(path))
+    return sum(1 for path in paths for _ in dump_lines(path))
 
 
-def bare_orjson(path: str) -> int:
-    return sum(1 for line in dump_lines(path) if orjson.loads(line) is not None)
+def bare_orjson(paths: list[str]) -> int:
+    return sum(1 for path in paths for line in dump_lines(path) if orjson.loads(line) is not None)
 
 
-def bare_msgspec(path: str) -> int:
+def bare_msgspec(paths: list[str]) -> int:
     decoder = msgspec.json.Decoder(Submission)
-    return sum(1 for line in dump_lines(path) if decoder.decode(line) is not None)
+    return sum(1 for path in paths for line in dump_lines(path) if decoder.decode(line) is not None)
 
 
 def _measured(fn):
@@ -84,21 +89,22 @@ def instrument():
     runner.Run.tasks = tasks
 
 
-def project(path: str, out: Path) -> tuple[int, float, float]:
+def project(paths: list[str], out: Path) -> tuple[int, float, float]:
     shutil.rmtree(out, ignore_errors=True)
     TASK_CPU.clear()
     t = time.perf_counter()
-    stats = runner.run_stage(HARVEST, [path], str(out), HarvestConfig())
+    stats = runner.run_stage(HARVEST, paths, str(out), HarvestConfig())
     return stats.input, time.perf_counter() - t, sum(TASK_CPU)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("dump")
+    parser.add_argument("dumps", nargs="+")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs")
     args = parser.parse_args()
     t = time.perf_counter()
-    runner.init_ray(address="local", num_cpus=2)
+    runner.init_ray(address="local", num_cpus=args.cpus)
     print(f"Ray start: {time.perf_counter() - t:.1f}s (excluded below)")
     instrument()
     out = Path(tempfile.mkdtemp(prefix="harvest-bench-")) / "harvest"
@@ -106,11 +112,12 @@ def main():
     for r in range(args.rounds):
         for name, fn in (("lines", bare_lines), ("orjson", bare_orjson), ("msgspec", bare_msgspec)):
             c, t = time.process_time(), time.perf_counter()
-            n = fn(args.dump)
+            n = fn(args.dumps)
             rates[name].append((n / (time.perf_counter() - t), n / (time.process_time() - c)))
-        n, wall, cpu = project(args.dump, out)
+        n, wall, cpu = project(args.dumps, out)
         rates["stage"].append((n / wall, n / cpu))
-        print("round %d: " % r + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items()), flush=True)
+        print("round %d: " % r + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items())
+              + f" | stage task CPU s, reads then merges: {[round(c, 2) for c in TASK_CPU]}", flush=True)
     best = {k: (max(w for w, _ in v), max(c for _, c in v)) for k, v in rates.items()}
     for base in ("lines", "orjson", "msgspec"):
         print(f"stage / bare {base}: {best['stage'][1] / best[base][1]:.3f}x per CPU second, "
