@@ -136,7 +136,7 @@ class _Counting:
 def _decompressor() -> zstandard.ZstdDecompressor:
     """One zstd context per process, reused by every dump it reads. A context keeps its window buffer
     (up to 2 GiB) between streams: a fresh one has the kernel zero each page as it is first touched
-    (~420k page faults, 1.1-1.3 s of system CPU per 1.7 GB decompressed, BENCHMARKS.md), a reused one
+    (~420k page faults, 1.0-1.4 s of system CPU per 1.7 GB decompressed, BENCHMARKS.md), a reused one
     does not. A read task runs alone in its worker, so no two streams share it at once."""
     return zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
 
