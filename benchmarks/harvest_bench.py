@@ -8,7 +8,10 @@ machine is shared: CPU time is the steadier per-core figure).
 
 With several dumps the bare loops read them one after another and the stage gets them all: on one
 Ray CPU its read tasks run one after another in one worker, as the dumps of a large harvest do (a
-worker's later dumps reuse its zstd context; the first one pays for a fresh window).
+worker's later dumps reuse its zstd context; the first one pays for a fresh window). Ray keeps its
+workers from round to round, so from the second round on the stage's read worker has its window,
+imports and caches already; `--fresh` starts a new Ray for every round (not timed), so that every
+round measures a first dump, as the bare loops' fresh decompressors do.
 
 The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is the
 sum over its Ray task processes (read + merge), from each task's own `resource.getrusage`. Peak RSS
@@ -32,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 import orjson  # noqa: E402
+import ray  # noqa: E402
 import zstandard  # noqa: E402
 
 from crawler.harvest import HARVEST, ZSTD_MAX_WINDOW, Submission  # noqa: E402
@@ -105,10 +109,12 @@ def main():
     parser.add_argument("dumps", nargs="+")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs")
+    parser.add_argument("--fresh", action="store_true", help="a new Ray every round: every round's stage pays its workers' first-dump costs")
     args = parser.parse_args()
     t = time.perf_counter()
     runner.init_ray(address="local", num_cpus=args.cpus)
     print(f"Ray start: {time.perf_counter() - t:.1f}s (excluded below)")
+    cpus = runner.cpus()
     instrument()
     out = Path(tempfile.mkdtemp(prefix="harvest-bench-")) / "harvest"
     rates: dict[str, list[tuple[float, float]]] = {"lines": [], "orjson": [], "msgspec": [], "stage": []}
@@ -117,6 +123,9 @@ def main():
             c, t = time.process_time(), time.perf_counter()
             n = fn(args.dumps)
             rates[name].append((n / (time.perf_counter() - t), n / (time.process_time() - c)))
+        if args.fresh and r:
+            ray.shutdown()
+            runner.init_ray(address="local", num_cpus=args.cpus)
         n, wall, cpu = project(args.dumps, out)
         rates["stage"].append((n / wall, n / cpu))
         print("round %d: " % r + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items())
@@ -127,7 +136,7 @@ def main():
         paired = statistics.median(s[1] / b[1] for s, b in zip(rates["stage"], rates[base]))
         print(f"stage / bare {base}: {best['stage'][1] / best[base][1]:.3f}x per CPU second best vs best, "
               f"{paired:.3f}x median of the rounds' ratios, {best['stage'][0] / best[base][0]:.3f}x wall "
-              f"(stage on {runner.cpus()} CPUs, bare loop on 1)")
+              f"(stage on {cpus} CPUs, bare loop on 1)")
     print(f"peak RSS: task processes max {max(TASK_RSS):.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     shutil.rmtree(out.parent, ignore_errors=True)
 

@@ -453,8 +453,6 @@ class BatchFilter(SubmissionFilter):
 
     def __init__(self, config: HarvestConfig):
         super().__init__(config)
-        # hosts seen so far, their reason codes and registered domains, as arrays for `pc.index_in`
-        self.known_hosts, self.known_codes, self.known_domains = pa.array([], pa.string()), np.zeros(0, np.int8), pa.array([], pa.string())
         # `path.lower().endswith(extensions)` on canonical URLs (ASCII; the path is all before `?`): an
         # extension with upper-case or non-ASCII characters never matches a lower-cased ASCII path, one
         # with `/` could match across the host (then every URL takes the Python path), `?` never matches
@@ -468,18 +466,13 @@ class BatchFilter(SubmissionFilter):
         if self.python_only:
             fast[:] = False
         codes = np.full(len(raw), CODE["invalid_url"], np.int8)
-        where = pc.index_in(hosts, self.known_hosts)
-        missing = pc.and_(pa.array(fast), pc.is_null(where))
-        if pc.any(missing).as_py():  # hosts not seen yet: classified in Python, then known to the kernels
-            new = pc.unique(hosts.filter(missing))
-            known = [self._host_code(h) for h in new.to_pylist()]
-            fresh = len(self.known_hosts) + len(new) > 1 << 18  # bounded: start over with the new ones
-            self.known_hosts = pa.concat_arrays(([] if fresh else [self.known_hosts]) + [new])
-            self.known_codes = np.concatenate(([] if fresh else [self.known_codes]) + [np.array([k[0] for k in known], np.int8)])
-            self.known_domains = pa.concat_arrays(([] if fresh else [self.known_domains]) + [pa.array([k[1] for k in known], pa.string())])
-            where = pc.index_in(hosts, self.known_hosts)
-        domains = self.known_domains.take(where)
-        codes[fast] = self.known_codes[where.to_numpy(zero_copy_only=False)[fast].astype(np.int64)]
+        # each distinct host of the batch once through `host_class` (a dict lookup but for new hosts): a
+        # set lookup kernel would hash every host seen so far again for each batch
+        distinct = pc.dictionary_encode(hosts)
+        known = [self._host_code(h) for h in distinct.dictionary.to_pylist()]
+        where = distinct.indices
+        domains = pa.array([k[1] for k in known], pa.string()).take(where)
+        codes[fast] = np.array([k[0] for k in known], np.int8)[pc.fill_null(where, 0).to_numpy(zero_copy_only=False)[fast]]
         if self.extension_pattern:
             extension = pc.fill_null(pc.match_substring_regex(urls, self.extension_pattern), False).to_numpy(zero_copy_only=False)
             codes[fast & (codes == 0) & extension] = CODE["file_extension"]
@@ -600,11 +593,13 @@ class HarvestTask:
     flush_rows: int = FLUSH_ROWS
 
 
-# Arrow allocates from the C library's malloc in the dump readers. Its default, mimalloc, keeps the freed
-# pages of each batch's tables mapped: beside the 2 GB zstd window that was ~35 MB more peak RSS per task
-# on 5M records, for no CPU difference measured (BENCHMARKS.md). Set before the worker starts: switching
-# pools inside the task saved only 12 MB.
-READ_ENV = (("ARROW_DEFAULT_MEMORY_POOL", "system"),)
+# Arrow allocates from the C library's malloc in the harvest's workers. Its default, mimalloc, keeps the
+# freed pages of each batch's tables mapped: beside the 2 GB zstd window that was ~35 MB more peak RSS
+# per read task on 5M records, for no CPU difference measured (BENCHMARKS.md). Set before the worker
+# starts: switching pools inside the task saved only 12 MB. The merges run under the same environment,
+# so that Ray gives them the read tasks' workers, which have their imports and pyarrow's first-call
+# set-up done, instead of retiring those and starting fresh ones (~0.6 s of CPU each, BENCHMARKS.md).
+HARVEST_ENV = (("ARROW_DEFAULT_MEMORY_POOL", "system"),)
 
 
 def harvest_task(task: HarvestTask) -> dict:
@@ -752,6 +747,7 @@ class MergeTask:
 
 def merge_task(task: MergeTask) -> dict:
     """Group one bucket's candidates by URL and write its part of the URL dataset."""
+    _decompressor.cache_clear()  # the reads are over: a worker that read dumps gives back its window
     stats = StageStats("harvest", "submissions")
     tables = []
     for location in storage.list_files(task.bucket, (".parquet",)):
@@ -792,7 +788,7 @@ def harvest_plan(run: Run) -> StageStats:
     # A task holds one decompression window (up to 2 GiB for --long=31 dumps) and its buffered candidates.
     read_memory = ZSTD_MAX_WINDOW + 512 * 2**20 if any(f.endswith(".zst") for f in files) else 512 * 2**20
     filled: set[int] = set()  # at most `buckets` numbers: the driver never lists the bucket files
-    for result in run.tasks(harvest_task, work, Resources(num_cpus=1, memory=read_memory, env=READ_ENV), desc="read dumps"):
+    for result in run.tasks(harvest_task, work, Resources(num_cpus=1, memory=read_memory, env=HARVEST_ENV), desc="read dumps"):
         if "error" in result:
             raise DumpError(result["error"])
         stats.input += result["input"]
@@ -802,7 +798,7 @@ def harvest_plan(run: Run) -> StageStats:
         MergeTask(storage.join(scratch, f"b{bucket:05d}"), storage.join(run.out, f"part-{bucket:05d}.parquet"), config)
         for bucket in sorted(filled)
     ]
-    for result in run.tasks(merge_task, merges, Resources(num_cpus=1), desc="merge URL buckets"):
+    for result in run.tasks(merge_task, merges, Resources(num_cpus=1, env=HARVEST_ENV), desc="merge URL buckets"):
         stats.output += result["output"]
         stats.dropped.update(result["dropped"])
     if not merges:  # no candidates at all: an empty URL dataset, so later stages see 0 rows

@@ -193,12 +193,12 @@ def test_a_stage_sets_the_environment_of_its_own_workers(tmp_path, local_ray):
     """The harvest's readers run Arrow on the system allocator (less peak RSS); other tasks keep Arrow's default."""
     import pyarrow
 
-    from crawler.harvest import READ_ENV
+    from crawler.harvest import HARVEST_ENV
     from webtext.core.runner import Run
     from webtext.core.stats import StageStats
 
     run = Run(toy(), [], str(tmp_path), None, StageStats("toy", "documents"))
-    assert run.tasks(arrow_pool_of_worker, [1, 2], Resources(num_cpus=1, env=READ_ENV)) == ["system"] * 2
+    assert run.tasks(arrow_pool_of_worker, [1, 2], Resources(num_cpus=1, env=HARVEST_ENV)) == ["system"] * 2
     assert run.tasks(arrow_pool_of_worker, [1]) == [pyarrow.default_memory_pool().backend_name] != ["system"]
 
 
