@@ -92,6 +92,19 @@ def test_a_dump_left_midway_does_not_disturb_the_next(tmp_path):
     assert sum(map(len, read_submissions(Slice(str(tmp_path / "RS_b.zst")), HarvestConfig(), stats))) == stats.input == 2000
 
 
+def test_a_merge_gives_back_the_window_of_its_worker(tmp_path):
+    """The merges run in the read tasks' workers: the first one there frees the zstd context (up to 2 GiB)."""
+    from crawler.harvest import _decompressor
+
+    write_dump(tmp_path / "RS.zst", many_records(100))
+    harvest_file(str(tmp_path / "RS.zst"), HarvestConfig())
+    assert _decompressor.cache_info().currsize == 1  # kept for the worker's next dump
+    (tmp_path / "bucket").mkdir()
+    merge_task(MergeTask(str(tmp_path / "bucket"), str(tmp_path / "part-00000.parquet"), HarvestConfig()))
+    assert _decompressor.cache_info().currsize == 0
+    assert pq.read_table(tmp_path / "part-00000.parquet").num_rows == 0
+
+
 def test_frames_ending_inside_and_across_reads_are_read_whole(tmp_path):
     """Frames of ~150-400 KB compressed: several end inside one 1 MB read, some across two reads."""
     rng = random.Random(7)
