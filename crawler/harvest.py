@@ -53,11 +53,10 @@ READ_BYTES = 1 << 20  # compressed bytes per read
 # Candidates buffered by a task before they go to their bucket files (a run each): 50k rows is ~250k
 # real-sized records under the submission karma rule; 200k cost +97 MB of peak RSS, for no CPU measured.
 FLUSH_ROWS = 50_000
-# Records classified at once: the Arrow kernels' cost per call, and each distinct host's lookup, are paid
-# per batch, and a 1 MB compressed read holds 6k-18k records depending on the dump's compression (32k:
-# -25% classification CPU against one read's records, 128k: another -20%, measured on real-sized records;
-# the records are small structs, ~60 MB for 128k).
-CLASSIFY_ROWS = 131_072
+# Records classified at once: the Arrow kernels' cost per call is paid per batch, and a 1 MB compressed
+# read holds 6k-18k records depending on the dump's compression (32k: -25% classification CPU on
+# real-sized records, measured; the records are small structs, ~10 MB).
+CLASSIFY_ROWS = 32_768
 TRUNCATED = "truncated_dump"
 
 CANDIDATE = pa.schema(
