@@ -190,7 +190,7 @@ def arrow_pool_of_worker(_item):
 
 
 def test_a_stage_sets_the_environment_of_its_own_workers(tmp_path, local_ray):
-    """The harvest's readers run Arrow on the system allocator (less peak RSS); other tasks keep Arrow's default."""
+    """The harvest's workers (its reads and merges) run Arrow on the system allocator (less peak RSS); other tasks keep Arrow's default."""
     import pyarrow
 
     from crawler.harvest import HARVEST_ENV
