@@ -9,9 +9,10 @@ machine is shared: CPU time is the steadier per-core figure).
 With several dumps the bare loops read them one after another and the stage gets them all: on one
 Ray CPU its read tasks run one after another in one worker, as the dumps of a large harvest do (a
 worker's later dumps reuse its zstd context; the first one pays for a fresh window). Ray keeps its
-workers from round to round, so from the second round on the stage's read worker has its window,
-imports and caches already; `--fresh` starts a new Ray for every round (not timed), so that every
-round measures a first dump, as the bare loops' fresh decompressors do.
+workers from round to round, so from the second round on the stage's read worker has its imports and
+pyarrow's first-call set-up done, but not its window: the merges run in the read workers and free it.
+`--fresh` starts a new Ray for every round (not timed), so that every round measures a first dump in a
+fresh worker.
 
 The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is the
 sum over its Ray task processes (read + merge), from each task's own `resource.getrusage`. Peak RSS
