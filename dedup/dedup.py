@@ -1,15 +1,16 @@
 """The dedup stage: exact and near-duplicate removal as a sequence of partitioned Ray tasks.
 
-No step holds every document, signature or id in one process, and the driver only sees counts:
+No step holds every document, signature or id in one process, and the driver only sees counts.
+Each is a `Step` of the stage, so a run killed in one resumes there (the runner keeps the earlier ones):
 
-1. sign (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
+1. signatures (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
    exact-text key and the LSH band keys. Writes the chunk's ranks and shingle sets (or signatures,
    `verify: signature`) once, and its (key, node) rows to K hash buckets.
 2. candidates (one task per bucket): documents with an equal key are candidate pairs (each
    compared with at most `max_pairs_per_doc` earlier members of its key group, so a group of 10k
    identical pages costs 320k pairs, not 50M, and stays connected); pairs go to the chunk of
    their first document. Exact-text keys go through the same shuffle as band keys.
-3. attach (per chunk): the first document's rank and shingle set join each pair; pairs go on to
+3. pairs (per chunk): the first document's rank and shingle set join each pair; pairs go on to
    the chunk of their second document.
 4. verify (per chunk): the second document's joins; a pair is an edge when the texts have the
    same exact key (`exact`) or a Jaccard similarity >= `threshold` (`near`): exact, from the
@@ -18,8 +19,8 @@ No step holds every document, signature or id in one process, and the driver onl
 5. components: min-label propagation, one task per node partition and round, until no label
    changes (rounds = the largest cluster's diameter + 1). A node is its rank string, so the
    minimum label of a cluster is its survivor: most karma, then earliest created_utc, then id.
-6. route + filter (per partition, then per chunk): each clustered document's (row, cluster,
-   reason) goes to its chunk; the chunk's rows are written out without the duplicates.
+6. clusters (per partition): each clustered document's (row, cluster, reason) goes to its chunk.
+7. filter (per chunk): the chunk's rows are written out without the duplicates.
 
 Scratch space per document: its distinct shingle hashes (4 bytes each; 512 bytes of signature
 with `verify: signature`), a ~60-byte rank, and 16 bytes per band key plus one exact key.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -39,11 +41,10 @@ import pyarrow.parquet as pq
 from dedup import chunks as chunking
 from dedup.chunks import Chunk
 from dedup.minhash import band_keys, bands_rows, sign_with_shingles
-from webtext.core import runner, storage
+from webtext.core import storage
 from webtext.core.config import DedupConfig
 from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
-from webtext.core.stage import Resources, Stage, constant_default, null_default
-from webtext.core.stats import StageStats
+from webtext.core.stage import Resources, Stage, Step, StepContext, constant_default, null_default
 
 SIGN_BATCH = 2_000  # documents per numpy signature batch
 ROWS_PER_BUCKET = 2_000_000  # key rows per candidates task
@@ -57,19 +58,44 @@ OUTPUT = pa.schema(
 
 @dataclass(frozen=True)
 class Job:
-    """What every task of one dedup run needs (small, pickled with each task)."""
+    """What every task of one dedup run needs (small, pickled with each task): the sizes, and the
+    folder of each step."""
 
     config: DedupConfig
-    scratch: str
-    out: str
     buckets: int
     parts: int
     bands: int
     rows: int
+    signatures: str  # docs/<chunk>.parquet (rank, shingle set or signature); keys/<bucket>/<chunk>.parquet
+    candidates: str  # <chunk of the first document>/<bucket>.parquet: candidate pairs
+    pairs: str  # <chunk of the second document>/<chunk>.parquet: pairs with the first's rank and data
+    verify: str  # <node partition>/<chunk>.parquet: edges, both ways
+    components: str  # labels/<round>/<partition>.parquet; msgs/<round>/<partition>/
+    clusters: str  # <chunk>/<partition>.parquet: (row, cluster, reason)
+    out: str
 
 
-def _p(scratch: str, *parts: str) -> str:
-    return storage.join(scratch, *parts)
+@dataclass(frozen=True)
+class ChunkTask:
+    job: Job
+    chunk: Chunk
+
+
+@dataclass(frozen=True)
+class BucketTask:
+    job: Job
+    bucket: int
+
+
+@dataclass(frozen=True)
+class PartTask:
+    job: Job
+    part: int
+    round: int
+
+
+def _p(folder: str, *parts: str) -> str:
+    return storage.join(folder, *parts)
 
 
 def _part_of(values: list[str], parts: int) -> np.ndarray:
@@ -100,8 +126,8 @@ def _parse(rank: str) -> tuple[str, str, int]:
 # -- steps ------------------------------------------------------------------------------------------
 
 
-def _sign(args: tuple[Job, Chunk]) -> int:
-    job, chunk = args
+def _sign(task: ChunkTask) -> int:
+    job, chunk = task.job, task.chunk
     table = chunking.read(DEDUP, chunk, ["id", "text", "karma", "created_utc"])
     texts = table.column("text").combine_chunks()
     n = len(texts)
@@ -114,7 +140,7 @@ def _sign(args: tuple[Job, Chunk]) -> int:
     else:
         data = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * job.config.num_perm), n, [None, pa.py_buffer(sigs.tobytes())])
     docs = pa.table({"rank": pa.array(ranks(table, hashes, nodes), pa.string()), "data": data})
-    storage.write_parquet(_p(job.scratch, "docs", f"{chunk.index:06d}.parquet"), docs)
+    storage.write_parquet(_p(job.signatures, "docs", f"{chunk.index:06d}.parquet"), docs)
     key_cols = []
     if job.config.near:
         key_cols.append(band_keys(sigs, job.bands, job.rows))
@@ -132,7 +158,7 @@ def _sign(args: tuple[Job, Chunk]) -> int:
         sel = order[bounds[b] : bounds[b + 1]]
         if len(sel):
             storage.write_parquet(
-                _p(job.scratch, "keys", f"{b:05d}", f"{chunk.index:06d}.parquet"),
+                _p(job.signatures, "keys", f"{b:05d}", f"{chunk.index:06d}.parquet"),
                 pa.table({"key": flat_keys[sel], "node": flat_nodes[sel]}),
             )
     return n
@@ -147,9 +173,9 @@ def _write_grouped(table: pa.Table, group: np.ndarray, folder: str, name: str) -
         storage.write_parquet(storage.join(folder, f"{value:06d}", name), table.take(pa.array(order[lo:hi])))
 
 
-def _candidates(args: tuple[Job, int]) -> int:
-    job, bucket = args
-    folder = _p(job.scratch, "keys", f"{bucket:05d}")
+def _candidates(task: BucketTask) -> int:
+    job, bucket = task.job, task.bucket
+    folder = _p(job.signatures, "keys", f"{bucket:05d}")
     if not storage.exists(folder):
         return 0
     table = pa.concat_tables(pq.read_table(storage.open_input(f)) for f in storage.list_files(folder))
@@ -174,7 +200,7 @@ def _candidates(args: tuple[Job, int]) -> int:
         return 0
     _write_grouped(
         pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), (pairs[:, 0] >> np.uint64(32)).astype(np.int64),
-        _p(job.scratch, "pairs_a"), f"{bucket:05d}.parquet",
+        job.candidates, f"{bucket:05d}.parquet",
     )
     return len(pairs)
 
@@ -187,19 +213,19 @@ def _read_folder(folder: str) -> pa.Table | None:
 
 
 def _docs(job: Job, chunk: int) -> pa.Table:
-    return pq.read_table(storage.open_input(_p(job.scratch, "docs", f"{chunk:06d}.parquet")))
+    return pq.read_table(storage.open_input(_p(job.signatures, "docs", f"{chunk:06d}.parquet")))
 
 
-def _attach(args: tuple[Job, int]) -> int:
-    job, chunk = args
-    pairs = _read_folder(_p(job.scratch, "pairs_a", f"{chunk:06d}"))
+def _attach(task: ChunkTask) -> int:
+    job, chunk = task.job, task.chunk.index
+    pairs = _read_folder(_p(job.candidates, f"{chunk:06d}"))
     if pairs is None:
         return 0
     both = np.unique(np.stack([pairs.column("a").to_numpy(), pairs.column("b").to_numpy()], axis=1), axis=0)
     docs = _docs(job, chunk)
     rows = pa.array((both[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64))
     table = pa.table({"a_rank": docs.column("rank").take(rows), "a_data": docs.column("data").take(rows), "b": both[:, 1]})
-    _write_grouped(table, (both[:, 1] >> np.uint64(32)).astype(np.int64), _p(job.scratch, "pairs_b"), f"{chunk:06d}.parquet")
+    _write_grouped(table, (both[:, 1] >> np.uint64(32)).astype(np.int64), job.pairs, f"{chunk:06d}.parquet")
     return len(both)
 
 
@@ -221,9 +247,9 @@ def _jaccards(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
-def _verify(args: tuple[Job, int]) -> int:
-    job, chunk = args
-    pairs = _read_folder(_p(job.scratch, "pairs_b", f"{chunk:06d}"))
+def _verify(task: ChunkTask) -> int:
+    job, chunk = task.job, task.chunk.index
+    pairs = _read_folder(_p(job.pairs, f"{chunk:06d}"))
     if pairs is None:
         return 0
     docs = _docs(job, chunk)
@@ -246,14 +272,14 @@ def _verify(args: tuple[Job, int]) -> int:
     dst = [r for r, e in zip(b_ranks, edge) if e] + [r for r, e in zip(a_ranks, edge) if e]
     if src:
         _write_grouped(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())}),
-                       _part_of(src, job.parts), _p(job.scratch, "adj"), f"{chunk:06d}.parquet")
+                       _part_of(src, job.parts), job.verify, f"{chunk:06d}.parquet")
     return int(edge.sum())
 
 
-def _propagate(args: tuple[Job, int, int]) -> int:
+def _propagate(task: PartTask) -> int:
     """One min-label round for one node partition; returns the messages sent (0: stable)."""
-    job, part, round_ = args
-    adj = _read_folder(_p(job.scratch, "adj", f"{part:06d}"))
+    job, part, round_ = task.job, task.part, task.round
+    adj = _read_folder(_p(job.verify, f"{part:06d}"))
     if adj is None:
         return 0
     if round_ == 0:
@@ -261,10 +287,10 @@ def _propagate(args: tuple[Job, int, int]) -> int:
         labels = labels.append_column("label", pc.min_element_wise(labels.column("node"), labels.column("new")))
         changed = labels
     else:
-        old = pq.read_table(storage.open_input(_p(job.scratch, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet")))
-        msgs = _read_folder(_p(job.scratch, "msgs", f"{round_:04d}", f"{part:06d}"))
+        old = pq.read_table(storage.open_input(_p(job.components, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet")))
+        msgs = _read_folder(_p(job.components, "msgs", f"{round_:04d}", f"{part:06d}"))
         if msgs is None:
-            storage.write_parquet(_p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet"), old)
+            storage.write_parquet(_p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet"), old)
             return 0
         best = msgs.group_by("node").aggregate([("label", "min")]).rename_columns(["node", "new"])
         labels = old.join(best, "node", join_type="left outer")
@@ -273,20 +299,20 @@ def _propagate(args: tuple[Job, int, int]) -> int:
         labels = labels.set_column(labels.column_names.index("label"), "label", new)
         changed = labels.filter(moved)
     labels = labels.select(["node", "label"])
-    storage.write_parquet(_p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet"), labels)
+    storage.write_parquet(_p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet"), labels)
     if not changed.num_rows:
         return 0
     out = adj.join(changed.select(["node", "label"]), "src", "node", join_type="inner")
     dst = out.column("dst").to_pylist()
     _write_grouped(pa.table({"node": out.column("dst"), "label": out.column("label")}), _part_of(dst, job.parts),
-                   _p(job.scratch, "msgs", f"{round_ + 1:04d}"), f"{part:06d}.parquet")
+                   _p(job.components, "msgs", f"{round_ + 1:04d}"), f"{part:06d}.parquet")
     return out.num_rows
 
 
-def _route(args: tuple[Job, int, int]) -> int:
+def _route(task: PartTask) -> int:
     """Send each clustered document's survivor id and reason to its chunk."""
-    job, part, round_ = args
-    path = _p(job.scratch, "labels", f"{round_:04d}", f"{part:06d}.parquet")
+    job, part, round_ = task.job, task.part, task.round
+    path = _p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet")
     if not storage.exists(path):
         return 0
     labels = pq.read_table(storage.open_input(path))
@@ -300,18 +326,18 @@ def _route(args: tuple[Job, int, int]) -> int:
         reasons.append(None if node == label else ("exact_duplicate" if h == survivor_hash else "near_duplicate"))
     table = pa.table({"row": pa.array(rows, pa.int64()), "cluster": pa.array(clusters, pa.string()),
                       "reason": pa.array(reasons, pa.string())})
-    _write_grouped(table, np.array(chunks, np.int64), _p(job.scratch, "results"), f"{part:06d}.parquet")
+    _write_grouped(table, np.array(chunks, np.int64), job.clusters, f"{part:06d}.parquet")
     return len(rows)
 
 
-def _filter(args: tuple[Job, Chunk]) -> dict:
+def _filter(task: ChunkTask) -> dict:
     """Write the chunk's rows with `duplicate_cluster`, less the duplicates; returns its counts."""
-    job, chunk = args
+    job, chunk = task.job, task.chunk
     table = chunking.read(DEDUP, chunk)
     n = table.num_rows
     cluster = np.full(n, None, object)
     reason = np.full(n, None, object)
-    results = _read_folder(_p(job.scratch, "results", f"{chunk.index:06d}"))
+    results = _read_folder(_p(job.clusters, f"{chunk.index:06d}"))
     if results is not None:
         idx = results.column("row").to_numpy()
         cluster[idx] = results.column("cluster").to_pylist()
@@ -324,44 +350,75 @@ def _filter(args: tuple[Job, Chunk]) -> dict:
     return {"kept": kept.num_rows, "dropped": dict(counts)}
 
 
-# -- the plan ---------------------------------------------------------------------------------------
+# -- the steps, on the driver ----------------------------------------------------------------------
 
 
-def dedup_plan(run) -> StageStats:
-    config: DedupConfig = run.config
-    files = runner.input_files(DEDUP, run.inputs)
-    run.stats.input = runner.check_inputs(DEDUP, files)
-    if run.stats.input == 0:
-        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), OUTPUT.empty_table())
-        return run.stats
+@lru_cache(maxsize=4)
+def _chunks(files: tuple[str, ...]) -> list[Chunk]:
+    """The input's chunks (every step lists them: read the footers once per driver)."""
+    return chunking.chunks(list(files))
+
+
+def _job(ctx: StepContext) -> Job:
+    config: DedupConfig = ctx.config
+    documents = ctx.stats.input
     bands, rows = bands_rows(config)
-    key_rows = run.stats.input * (bands * config.near + config.exact)
+    key_rows = documents * (bands * config.near + config.exact)
     buckets = config.buckets or max(1, -(-key_rows // ROWS_PER_BUCKET))
-    parts = max(NODE_PARTS, -(-run.stats.input // 1_000_000) * NODE_PARTS)
-    job = Job(config, run.scratch, run.out, buckets, parts, bands, rows)
-    chunks = chunking.chunks(files)
-    light = Resources(num_cpus=1)
-    run.tasks(_sign, [(job, c) for c in chunks], light, desc="signatures")
-    pairs = sum(run.tasks(_candidates, [(job, b) for b in range(buckets)], light, desc="candidate pairs"))
-    run.stats.outcomes["candidate_pairs"] = pairs
-    edges = 0
-    if pairs:
-        run.tasks(_attach, [(job, c.index) for c in chunks], light, desc="pairs")
-        edges = sum(run.tasks(_verify, [(job, c.index) for c in chunks], light, desc="verify"))
-    run.stats.outcomes["verified_pairs"] = edges
-    round_ = -1
-    if edges:
-        round_, sent = 0, 1
-        while sent:
-            sent = sum(run.tasks(_propagate, [(job, p, round_) for p in range(parts)], light, desc=f"components round {round_}"))
-            round_ += 1
-        round_ -= 1
-        run.tasks(_route, [(job, p, round_) for p in range(parts)], light, desc="clusters")
-    run.stats.outcomes["component_rounds"] = round_ + 1
-    for result in run.tasks(_filter, [(job, c) for c in chunks], light, desc="filter"):
-        run.stats.output += result["kept"]
-        run.stats.dropped.update(result["dropped"])
-    return run.stats
+    parts = max(NODE_PARTS, -(-documents // 1_000_000) * NODE_PARTS)
+    folders = [ctx.folder(step) for step in ("signatures", "candidates", "pairs", "verify", "components", "clusters")]
+    return Job(config, buckets, parts, bands, rows, *folders, ctx.out)
+
+
+def _chunk_tasks(ctx: StepContext) -> list[ChunkTask]:
+    if not ctx.stats.input:  # nothing to do: the runner writes the empty dataset
+        return []
+    job = _job(ctx)
+    return [ChunkTask(job, chunk) for chunk in _chunks(tuple(ctx.files))]
+
+
+def _paired_chunk_tasks(ctx: StepContext) -> list[ChunkTask]:
+    return _chunk_tasks(ctx) if ctx.stats.outcomes["candidate_pairs"] else []
+
+
+def _bucket_tasks(ctx: StepContext) -> list[BucketTask]:
+    job = _job(ctx)
+    return [BucketTask(job, bucket) for bucket in range(job.buckets)] if ctx.stats.input else []
+
+
+def _part_tasks(ctx: StepContext, round_: int) -> list[PartTask]:
+    job = _job(ctx)
+    return [PartTask(job, part, round_) for part in range(job.parts)] if ctx.stats.outcomes["verified_pairs"] else []
+
+
+def _count(outcome: str):
+    def finish(ctx: StepContext, results: list[int]) -> None:
+        ctx.stats.outcomes[outcome] = sum(results)
+
+    return finish
+
+
+def _rounds(ctx: StepContext, results: list[int]) -> None:
+    ctx.stats.outcomes["component_rounds"] = ctx.round + 1 if ctx.stats.outcomes["verified_pairs"] else 0
+
+
+def _filtered(ctx: StepContext, results: list[dict]) -> None:
+    for result in results:
+        ctx.stats.output += result["kept"]
+        ctx.stats.dropped.update(result["dropped"])
+
+
+LIGHT = Resources(num_cpus=1)
+STEPS = (
+    Step("signatures", _sign, _chunk_tasks, resources=LIGHT),
+    Step("candidates", _candidates, _bucket_tasks, _count("candidate_pairs"), LIGHT),
+    Step("pairs", _attach, _paired_chunk_tasks, resources=LIGHT),
+    Step("verify", _verify, _paired_chunk_tasks, _count("verified_pairs"), LIGHT),
+    # min-label propagation: a round per wave of tasks, until no message is sent
+    Step("components", _propagate, lambda ctx: _part_tasks(ctx, ctx.round), _rounds, LIGHT, until=lambda sent: not sum(sent)),
+    Step("clusters", _route, lambda ctx: _part_tasks(ctx, ctx.stats.outcomes["component_rounds"] - 1), resources=LIGHT),
+    Step("filter", _filter, _chunk_tasks, _filtered, LIGHT),
+)
 
 
 DEDUP = Stage(
@@ -370,7 +427,7 @@ DEDUP = Stage(
     required={"id": pa.string(), "text": pa.string()},
     optional={"karma": (pa.int64(), constant_default(0, pa.int64())), "created_utc": (pa.int64(), null_default(pa.int64()))},
     output=OUTPUT,
-    plan=dedup_plan,
+    steps=STEPS,
     non_null=("id", "text"),
     description="exact and MinHash near-duplicate removal; one survivor per cluster",
 )

@@ -3,8 +3,10 @@
 Map stages go through Ray Data: the Parquet read is fused with the stage's batch function in one
 task, so an actor pool can never starve the read; a custom datasink writes the kept rows of each
 write task to its own part file (atomically) and returns the counts of every drop reason, so the
-driver only ever holds counts. Multi-step stages (`Stage.plan`) compose `Run.tasks` (Ray tasks whose
-results are small: counts, file names) and `Run.map` (this same machinery) instead of calling Ray.
+driver only ever holds counts. Multi-step stages (`Stage.steps`) run one step after the other, each
+as Ray tasks whose results are small (counts, file names); each finished step leaves a marker
+(`_scratch/<step>/_COMPLETE.json`: the stage's fingerprint, the stats so far, the step's summary), so
+a rerun resumes at the first step without one. The crawl's `Stage.plan` calls `Run.tasks` itself.
 
 Accounting can fail: a stage's input count is the sum of its input files' Parquet row counts, read
 from their footers before anything runs; `in == out + dropped` is checked against it, and `out`
@@ -40,14 +42,15 @@ from ray.data.datasource import Datasink
 
 from webtext.core import storage
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, AccountingError, InputError, Resources, Stage, StageError, stage_task
+from webtext.core.stage import DROP_REASON, SCRATCH, AccountingError, InputError, Resources, Stage, StageError, StepContext
+from webtext.core.stage import conform_input, stage_task
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
 
 MARKER = "_COMPLETE.json"
+ONE_CPU = Resources()
 STATS = "_stats.json"
-SCRATCH = "_scratch"
 
 
 # -- inputs -----------------------------------------------------------------------------------------
@@ -116,19 +119,6 @@ def _null_count(metadata, column: int) -> int:
         if stats is not None and stats.has_null_count:
             nulls += stats.null_count
     return nulls
-
-
-def conform_input(stage: Stage, batch: pa.Table) -> pa.Table:
-    """Cast the declared columns to their types and add absent optional columns from their defaults."""
-    for name, type_ in stage.input_columns().items():
-        if name in batch.column_names:
-            column = batch.column(name)
-            if not column.type.equals(type_):
-                batch = batch.set_column(batch.column_names.index(name), name, column.cast(type_))
-        else:
-            type_, default = stage.optional[name]
-            batch = batch.append_column(pa.field(name, type_), default(batch))
-    return batch
 
 
 # -- the batch function on a worker -----------------------------------------------------------------
@@ -286,9 +276,42 @@ def _remote_args(resources: Resources) -> dict:
     return args
 
 
+def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ONE_CPU, desc: str = "") -> list:
+    """`fn(item)` for every item as Ray tasks (retried if a worker dies), results in item order.
+
+    Results must be small (counts, file names): they come back to the driver. At most a few
+    tasks per CPU are in flight, so the driver's memory does not grow with the item count.
+    """
+    options = _remote_args(resources) | {"max_retries": 3}
+    if resources.isolated:
+        options["max_calls"] = 1
+    remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
+    window = max(2, 2 * cpus())
+    results: dict[int, Any] = {}
+    pending: dict[Any, int] = {}
+    progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
+    queue = list(enumerate(items))
+    queue.reverse()
+    while queue or pending:
+        while queue and len(pending) < window:
+            i, item = queue.pop()
+            pending[remote.remote(fn, item)] = i
+        done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
+        for ref in done:
+            i = pending.pop(ref)
+            try:
+                results[i] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                raise stage_failure(stage, exc, _describe(items[i])) from None
+            progress.advance(1)
+        progress.maybe_print()
+    progress.close()
+    return [results[i] for i in range(len(items))]
+
+
 @dataclass
 class Run:
-    """One execution of a stage: what a plan sees, and the steps it may compose."""
+    """One execution of a `plan` stage (the crawl's): what its plan sees."""
 
     stage: Stage
     inputs: list[str]
@@ -302,44 +325,8 @@ class Run:
         """Working folder for a plan's intermediate files; removed when the stage completes."""
         return storage.join(self.out, SCRATCH)
 
-    def tasks(self, fn: Callable, items: list, resources: Resources = Resources(), desc: str = "") -> list:
-        """`fn(item)` for every item as Ray tasks (retried if a worker dies), results in item order.
-
-        Results must be small (counts, file names): they come back to the driver. At most a few
-        tasks per CPU are in flight, so the driver's memory does not grow with the item count.
-        """
-        options = _remote_args(resources) | {"max_retries": 3}
-        if resources.isolated:
-            options["max_calls"] = 1
-        remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
-        window = max(2, 2 * cpus())
-        results: dict[int, Any] = {}
-        pending: dict[Any, int] = {}
-        progress = Progress(f"{self.stage.name}: {desc or 'tasks'}", len(items))
-        queue = list(enumerate(items))
-        queue.reverse()
-        while queue or pending:
-            while queue and len(pending) < window:
-                i, item = queue.pop()
-                pending[remote.remote(fn, item)] = i
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
-            for ref in done:
-                i = pending.pop(ref)
-                try:
-                    results[i] = ray.get(ref)
-                except ray.exceptions.RayError as exc:
-                    raise stage_failure(self.stage, exc, _describe(items[i])) from None
-                progress.advance(1)
-            progress.maybe_print()
-        progress.close()
-        return [results[i] for i in range(len(items))]
-
-    def map(self, stage: Stage, inputs: list[str], out: str, config: Any) -> StageStats:
-        """The map-stage machinery (read, batch function, write, counts) on other inputs."""
-        files = input_files(stage, inputs)
-        stats = StageStats(stage.name, stage.unit, input=check_inputs(stage, files))
-        _run_map(stage, files, out, config, stats)
-        return stats
+    def tasks(self, fn: Callable, items: list, resources: Resources = ONE_CPU, desc: str = "") -> list:
+        return run_tasks(self.stage, fn, items, resources, desc)
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -415,6 +402,74 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
         raise AccountingError(f"{stage.name}: {stats.output} rows kept but {sink.written} written to {out}")
 
 
+# -- multi-step stages -----------------------------------------------------------------------------
+
+
+def finished_steps(stage: Stage, out: str, digest: str) -> list[dict]:
+    """The markers of the stage's leading steps that finished under this fingerprint, in order."""
+    done = []
+    for step in stage.steps:
+        marker = read_marker(storage.join(out, SCRATCH, step.name))
+        if not marker or marker.get("fingerprint") != digest:
+            break
+        done.append(marker)
+    return done
+
+
+def _keep_only(out: str, steps: list[str]) -> None:
+    """Remove everything in `out` but the folders of the finished `steps`: the step that did not
+    finish, the ones after it and a partial final output are redone from nothing."""
+    scratch = storage.join(out, SCRATCH)
+    for entry in storage.children(out):
+        if entry != scratch:
+            storage.delete(entry)
+    for entry in storage.children(scratch):
+        if storage.name(entry) not in steps:
+            storage.delete(entry)
+
+
+def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: str, stats: StageStats, context: dict,
+               start: float, force: bool) -> tuple[StageStats, dict[str, float]]:
+    """The steps in order, from the first one without a matching marker (all of them when forced);
+    returns the stats and when each step finished (earlier runs' times for the steps resumed from)."""
+    done = [] if force else finished_steps(stage, out, digest)
+    if done:
+        _keep_only(out, [marker["step"] for marker in done])
+    else:
+        storage.delete(out)
+    storage.makedirs(out)
+    files: list[str] = []
+    if stage.parquet_inputs:
+        files = input_files(stage, inputs)
+        stats.input = check_inputs(stage, files)
+    ctx = StepContext(stage, config, inputs, files, out, stats, upstream_funnel(inputs), context)
+    finished: dict[str, float] = {}
+    for step, marker in zip(stage.steps, done):
+        ctx.stats = StageStats.from_dict(marker["stats"])
+        ctx.summaries[step.name] = marker["summary"]
+        finished[step.name] = marker["finished"]
+        _progress_print(f"{stage.name}: step {step.name} complete in an earlier run, skipped")
+    for step in stage.steps[len(done):]:
+        resources = step.resources(ctx) if callable(step.resources) else step.resources
+        ctx.round = 0
+        while True:
+            desc = step.name if step.until is None else f"{step.name} round {ctx.round}"
+            results = run_tasks(stage, step.run, step.tasks(ctx), resources, desc)
+            if step.until is None or step.until(results):
+                break
+            ctx.round += 1
+        ctx.stats.seconds = time.perf_counter() - start  # for a finish that publishes the stats (the shards' manifest)
+        ctx.summaries[step.name] = step.finish(ctx, results) if step.finish else None
+        finished[step.name] = time.time()
+        storage.write_json(storage.join(ctx.folder(step.name), MARKER), {
+            "stage": stage.name, "step": step.name, "fingerprint": digest, "stats": ctx.stats.to_dict(),
+            "summary": ctx.summaries[step.name], "finished": finished[step.name],
+        })
+    if not storage.list_files(out, (".parquet",)):  # nothing kept: an empty dataset, so later stages see 0 rows
+        storage.write_parquet(storage.join(out, "part-00000.parquet"), stage.output.empty_table())
+    return ctx.stats, finished
+
+
 # -- completion markers -----------------------------------------------------------------------------
 
 
@@ -455,7 +510,7 @@ def _source_digest(module_name: str) -> str:
 
 
 def code_fingerprint(stage: Stage) -> str:
-    entry = stage.plan or stage.setup
+    entry = stage.plan or stage.setup or (stage.steps[0].run if stage.steps else None)
     return _source_digest(entry.__module__) if entry is not None else ""
 
 
@@ -497,19 +552,22 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         stats = StageStats.from_dict(marker["funnel"][-1])
         print_fn(f"{stage.name}: complete in {out} (inputs and config unchanged), skipped")
         return stats
-    if storage.exists(out) and not stage.resumable:
-        storage.delete(out)  # a stale or partial result is never mixed with a new one
-    elif marker:
-        storage.delete(storage.join(out, MARKER))  # a resumable plan keeps its work and checks it itself
-    storage.makedirs(out)
     stats = StageStats(stage.name, stage.unit)
-    run = Run(stage, inputs, out, config, stats, context or {})
-    if stage.plan is not None:
-        stats = stage.plan(run) or stats
+    steps: dict[str, float] = {}
+    if stage.steps:
+        stats, steps = _run_steps(stage, inputs, out, config, digest, stats, context or {}, start, force)
     else:
-        files = input_files(stage, inputs)
-        stats.input = check_inputs(stage, files)
-        _run_map(stage, files, out, config, stats)
+        if storage.exists(out) and not stage.resumable:
+            storage.delete(out)  # a stale or partial result is never mixed with a new one
+        elif marker:
+            storage.delete(storage.join(out, MARKER))  # a resumable plan keeps its work and checks it itself
+        storage.makedirs(out)
+        if stage.plan is not None:
+            stats = stage.plan(Run(stage, inputs, out, config, stats, context or {})) or stats
+        else:
+            files = input_files(stage, inputs)
+            stats.input = check_inputs(stage, files)
+            _run_map(stage, files, out, config, stats)
     stats.seconds = time.perf_counter() - start
     # A worker killed mid-write leaves its part's temporary file (its retry wrote the part itself);
     # plain Parquet readers of the folder would choke on it.
@@ -518,10 +576,13 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         raise AccountingError(
             f"{stage.name}: {stats.input} {stage.unit} in != {stats.output} out + {sum(stats.dropped.values())} dropped"
         )
-    storage.delete(run.scratch)
+    storage.delete(storage.join(out, SCRATCH))
     storage.write_json(storage.join(out, STATS), stats.to_dict())
     funnel = upstream_funnel(inputs) + [stats.to_dict()]
-    storage.write_json(storage.join(out, MARKER), {"stage": stage.name, "fingerprint": digest, "funnel": funnel})
+    marker = {"stage": stage.name, "fingerprint": digest, "funnel": funnel}
+    if steps:
+        marker["steps"] = steps  # when each step finished: a step resumed from keeps an earlier run's time
+    storage.write_json(storage.join(out, MARKER), marker)
     return stats
 
 

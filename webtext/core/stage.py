@@ -7,9 +7,15 @@ batch function. The batch function takes an Arrow table and returns the same row
 order, with the stage's output columns and `drop_reason` (null: kept). Everything else (reading,
 Ray scheduling, writing, counting, completion markers) is the runner's job (`webtext.core.runner`).
 
-Stages whose work is not one pass over rows (harvest's merge, the crawl's units, dedup's clusters,
-shard writing) declare `plan`: a function of a `webtext.core.runner.Run` that composes the runner's
-steps (map, bucket, reduce) and returns the stage's stats.
+Stages whose work is not one pass over rows (harvest's merge, dedup's clusters, shard writing)
+declare `steps`: each `Step` names itself, lists its task payloads on the driver (frozen dataclasses,
+from the stage's inputs and what earlier steps left), runs a function once per payload in a Ray task,
+and folds the small results into the stage's stats and a summary for later steps. Steps hand data to
+each other on storage, in the folders the runner gives them (`StepContext.folder`); the runner marks
+each finished step, so a stage killed in step k resumes at step k.
+
+`plan` (a function of a `webtext.core.runner.Run` that composes `Run.tasks` itself) remains for the
+crawl until it moves onto steps.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pyarrow as pa
+
+from webtext.core import storage
+from webtext.core.stats import StageStats
 
 DROP_REASON = "drop_reason"
 
@@ -62,12 +71,75 @@ class Resources:
     env: tuple[tuple[str, str], ...] = ()  # environment of the worker processes (Ray gives them workers of their own)
 
 
+def conform_input(stage: Stage, batch: pa.Table) -> pa.Table:
+    """Cast the declared columns to their types and add absent optional columns from their defaults."""
+    for name, type_ in stage.input_columns().items():
+        if name in batch.column_names:
+            column = batch.column(name)
+            if not column.type.equals(type_):
+                batch = batch.set_column(batch.column_names.index(name), name, column.cast(type_))
+        else:
+            type_, default = stage.optional[name]
+            batch = batch.append_column(pa.field(name, type_), default(batch))
+    return batch
+
+
 def null_default(type_: pa.DataType) -> Default:
     return lambda batch: pa.nulls(batch.num_rows, type_)
 
 
 def constant_default(value: Any, type_: pa.DataType) -> Default:
     return lambda batch: pa.array([value] * batch.num_rows, type_)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a multi-step stage (the phases of datatrove's MinHash, as steps of their own).
+
+    `tasks` (driver) lists the step's payloads, frozen dataclasses, from `StepContext`: the checked
+    inputs, the folders and summaries of earlier steps. `run` (a Ray task, retried when its worker
+    dies) does one payload's work, writing under `ctx.folder(<this step>)` (the last step: `ctx.out`),
+    and returns something small: counts, names. `finish` (driver) folds the results into `ctx.stats`
+    and returns a JSON summary that later steps read with `ctx.summary(name)`.
+    """
+
+    name: str
+    run: Callable[[Any], Any]
+    tasks: Callable[[StepContext], list]
+    finish: Callable[[StepContext, list], Any] | None = None
+    # or a function of the context, for what depends on the inputs (the harvest's decompression window)
+    resources: Resources | Callable[[StepContext], Resources] = Resources()
+    # iterative steps (dedup's label propagation): the tasks run again, round after round (`ctx.round`),
+    # until this holds on a round's results
+    until: Callable[[list], bool] | None = None
+
+
+@dataclass
+class StepContext:
+    """What a step sees on the driver: one run of its stage, built by the runner."""
+
+    stage: Stage
+    config: Any
+    inputs: list[str]
+    files: list[str]  # the Parquet inputs, checked and counted (`stats.input`) by the runner
+    out: str
+    stats: StageStats
+    funnel: list[dict]  # the funnel recorded by the stage that produced the inputs
+    context: dict = field(default_factory=dict)
+    summaries: dict[str, Any] = field(default_factory=dict)
+    round: int = 0
+
+    def folder(self, step: str) -> str:
+        """The folder where `step` writes what later steps read; removed when the stage completes."""
+        if step not in {s.name for s in self.stage.steps}:
+            raise KeyError(f"{self.stage.name} has no step {step!r}")
+        return storage.join(self.out, SCRATCH, step)
+
+    def summary(self, step: str) -> Any:
+        return self.summaries[step]
+
+
+SCRATCH = "_scratch"
 
 
 @dataclass(frozen=True)
@@ -79,7 +151,11 @@ class Stage:
     setup: Callable[[Any], BatchFn] | None = None  # config section -> batch function (map stages)
     optional: dict[str, tuple[pa.DataType, Default]] = field(default_factory=dict)
     resources: Resources = Resources()
-    plan: Callable[[Any], Any] | None = None  # multi-step stages: Run -> StageStats
+    steps: tuple[Step, ...] = ()  # multi-step stages, in order
+    # False: the inputs are not Parquet (the harvest's dumps); the runner fingerprints them, and the
+    # first step reads them
+    parquet_inputs: bool = True
+    plan: Callable[[Any], Any] | None = None  # Run -> StageStats; the crawl's, until it moves onto steps
     # A plan that resumes its own partial work (the crawl's units): the runner keeps `out` when the
     # marker is absent or stale, and the plan must itself discard what no longer matches.
     resumable: bool = False

@@ -139,6 +139,14 @@ def list_files(location: str | os.PathLike, suffixes: tuple[str, ...] = (), recu
     return sorted(out)
 
 
+def children(location: str | os.PathLike) -> list[str]:
+    """Every file and folder directly in a folder, bookkeeping ones included; none when it does not exist."""
+    loc = normalize(location)
+    fs, path = resolve(loc)
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=False, allow_not_found=True))
+    return sorted(join(loc, posixpath.basename(entry.path.rstrip("/"))) for entry in infos)
+
+
 def parquet_files(location: str | os.PathLike) -> list[str]:
     """A Parquet file as itself, or the Parquet files of a folder; StorageError when there are none."""
     loc = normalize(location)
