@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from webtext.core import runner, storage
-from webtext.core.stage import Stage
+from webtext.core import storage
+from webtext.core.stage import Stage, conform_input
 
 CHUNK_ROWS = 50_000  # documents per task (row groups are never split)
 
@@ -46,4 +46,4 @@ def read(stage: Stage, chunk: Chunk, columns: list[str] | None = None) -> pa.Tab
             table = pf.read_row_groups(list(chunk.row_groups), columns=wanted)
         else:
             table = pf.schema_arrow.empty_table().select(wanted) if wanted else pf.schema_arrow.empty_table()
-    return runner.conform_input(stage, table)
+    return conform_input(stage, table)

@@ -12,7 +12,7 @@ import pyarrow as pa
 from webtext.core.manifest import check_manifest, read_manifest, shard_files
 from webtext.core.schemas import SHARD
 from webtext.core.stage import Resources, Stage, null_default
-from webtext.shards.write import SHARD_SCHEMA, sha256_file, shards_plan
+from webtext.shards.write import SHARD_SCHEMA, STEPS, sha256_file
 
 SHARDS = Stage(
     name="shards",
@@ -21,10 +21,10 @@ SHARDS = Stage(
     # every other shard column is optional (null when absent); declared so that input types are checked up front
     optional={f.name: (f.type, null_default(f.type)) for f in SHARD if f.name not in ("id", "text")},
     output=SHARD,
-    plan=shards_plan,
+    steps=STEPS,
     non_null=("id", "text"),
     resources=Resources(num_cpus=1),
     description="documents -> id-bucketed Parquet shards, README.md dataset card, manifest.json",
 )
 
-__all__ = ["SHARDS", "SHARD_SCHEMA", "check_manifest", "read_manifest", "shard_files", "sha256_file", "shards_plan"]
+__all__ = ["SHARDS", "SHARD_SCHEMA", "check_manifest", "read_manifest", "shard_files", "sha256_file"]

@@ -1,14 +1,16 @@
 """Writing the final shards: a distributed, bounded-memory step with deterministic output.
 
+Two steps of the stage (a run killed in the second resumes there):
+
 1. Scatter (one task per input file): documents are read in chunks of at most `CHUNK_BYTES`, each
    row is given the bucket `xxh64(id) mod B`, and each chunk is written to scratch sorted by bucket,
    one row group per bucket. Results are the rows per bucket; the driver stores them as one small
-   matrix (scratch files x buckets) in `_scratch/plan.npz`, never a row.
+   matrix (scratch files x buckets) in the step's folder (`plan.npz`), never a row.
 2. Gather (one task per bucket): the bucket's row groups (located from the plan) are read from every scratch file, sorted by
    id (ties by url, text), duplicate ids dropped (`duplicate_id`), and written as one or more shard
    files of at most `max_rows_per_shard` rows (row groups of `row_group_rows`). A bucket holds about
    `FILL * max_rows_per_shard` rows, so one task holds at most about one shard.
-3. The dataset card `README.md`, then `manifest.json` (the last file: rows, bytes and sha256 of
+   Then the dataset card `README.md`, then `manifest.json` (the last file: rows, bytes and sha256 of
    every shard; the funnel; the build config; library versions).
 
 File names (`data/shard-00003-of-00012.parquet`) and contents depend only on the input rows and the
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 
@@ -31,11 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
-from webtext.core import runner, storage
+from webtext.core import storage
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import DATA, MANIFEST
 from webtext.core.schemas import SCHEMA_VERSION, SHARD, conform
-from webtext.core.stats import StageStats
+from webtext.core.stage import AccountingError, Resources, Step, StepContext
 from webtext.shards import summary
 from webtext.shards.card import write_card
 
@@ -105,9 +107,17 @@ def _write_chunk(table: pa.Table, count: int, path: str) -> list[int]:
     return [int(n) for n in rows]
 
 
-def scatter(item: tuple) -> list[tuple[str, list[int]]]:
+@dataclass(frozen=True)
+class ScatterTask:
+    index: int
+    location: str  # an input file
+    buckets: int
+    folder: str
+
+
+def scatter(task: ScatterTask) -> list[tuple[str, list[int]]]:
     """Task: one input file into bucket-grouped scratch files; returns (file, rows per bucket) for each."""
-    index, location, count, scratch = item
+    index, location, count, scratch = task.index, task.location, task.buckets, task.folder
     with storage.open_input(location) as f:
         parquet = pq.ParquetFile(f)
         columns = [name for name in SHARD.names if name in parquet.schema_arrow.names]
@@ -175,63 +185,78 @@ def _sorted_unique(table: pa.Table) -> tuple[pa.Table, int]:
     return table, duplicates
 
 
-def gather(item: dict) -> dict:
+@dataclass(frozen=True)
+class GatherTask:
+    bucket: int
+    plan: str
+    first: int  # index of its first shard file
+    files: int  # its shard files
+    total: int  # shard files of the dataset
+    out: str
+    compression: str
+    row_group_rows: int
+
+
+def gather(item: GatherTask) -> dict:
     """Task: one bucket into its shard file(s); returns their manifest entries, summary and drops."""
-    table, duplicates = _sorted_unique(_read_bucket(bucket_sources(item["plan"], item["bucket"])))
+    table, duplicates = _sorted_unique(_read_bucket(bucket_sources(item.plan, item.bucket)))
     table = table.replace_schema_metadata(SHARD_SCHEMA.metadata)
-    files = item["files"]
+    files = item.files
     entries, summaries = [], []
     bounds = np.linspace(0, table.num_rows, files + 1).astype(int)
     for j in range(files):
         part = table.slice(int(bounds[j]), int(bounds[j + 1] - bounds[j]))
-        relative = f"{DATA}/{shard_name(item['first'] + j, item['total'])}"
-        location = storage.join(item["out"], *relative.split("/"))
-        with storage.parquet_writer(location, SHARD_SCHEMA, compression=item["compression"]) as writer:
-            writer.write_table(part, row_group_size=item["row_group_rows"])
-        entries.append({"file": relative, "bucket": item["bucket"], "rows": part.num_rows, "bytes": storage.size(location), "sha256": sha256_file(location)})
+        relative = f"{DATA}/{shard_name(item.first + j, item.total)}"
+        location = storage.join(item.out, *relative.split("/"))
+        with storage.parquet_writer(location, SHARD_SCHEMA, compression=item.compression) as writer:
+            writer.write_table(part, row_group_size=item.row_group_rows)
+        entries.append({"file": relative, "bucket": item.bucket, "rows": part.num_rows, "bytes": storage.size(location), "sha256": sha256_file(location)})
         summaries.append(summary.summarize(part.select([c for c in summary.COLUMNS if c in part.column_names])))
     return {"entries": entries, "summary": summary.merge(summaries), "duplicates": duplicates}
 
 
-# -- the plan ---------------------------------------------------------------------------------------
+# -- the steps, on the driver ----------------------------------------------------------------------
 
 
-def shards_plan(run: runner.Run) -> StageStats:
-    """Documents in (Parquet files or folders), `data/shard-*.parquet` + README.md + manifest.json out."""
-    start = time.perf_counter()
-    config: ShardConfig = run.config or ShardConfig()
-    files = runner.input_files(run.stage, run.inputs)
-    total = runner.check_inputs(run.stage, files)
-    count = bucket_count(total, config.max_rows_per_shard)
-    storage.makedirs(run.scratch)
-    scattered = run.tasks(scatter, [(i, f, count, run.scratch) for i, f in enumerate(files)], desc="bucketing documents")
+def _scatter_tasks(ctx: StepContext) -> list[ScatterTask]:
+    config: ShardConfig = ctx.config or ShardConfig()
+    count = bucket_count(ctx.stats.input, config.max_rows_per_shard)
+    return [ScatterTask(i, f, count, ctx.folder("scatter")) for i, f in enumerate(ctx.files)]
+
+
+def _scattered(ctx: StepContext, scattered: list) -> dict:
+    """The plan of the gather (written to storage) and the rows of each bucket (the step's summary)."""
+    count = bucket_count(ctx.stats.input, (ctx.config or ShardConfig()).max_rows_per_shard)
     # the driver holds chunks x buckets counts (a few MB for tens of millions of documents), never rows
     paths = [path for results in scattered for path, _ in results]
     counts = np.array([per_bucket for results in scattered for _, per_bucket in results], dtype=np.int64).reshape(len(paths), count)
     rows = counts.sum(axis=0).tolist()
-    plan = storage.join(run.scratch, PLAN)
-    write_plan(plan, paths, counts)
-    del counts
-    if sum(rows) != total:
-        raise runner.AccountingError(f"shards: {total} documents in the inputs' footers, {sum(rows)} read")
-    per_bucket_files = [max(1, math.ceil(n / config.max_rows_per_shard)) for n in rows]
+    write_plan(storage.join(ctx.folder("scatter"), PLAN), paths, counts)
+    if sum(rows) != ctx.stats.input:
+        raise AccountingError(f"shards: {ctx.stats.input} documents in the inputs' footers, {sum(rows)} read")
+    return {"rows": rows}
+
+
+def _gather_tasks(ctx: StepContext) -> list[GatherTask]:
+    config: ShardConfig = ctx.config or ShardConfig()
+    per_bucket_files = [max(1, math.ceil(n / config.max_rows_per_shard)) for n in ctx.summary("scatter")["rows"]]
     total_files = sum(per_bucket_files)
+    plan = storage.join(ctx.folder("scatter"), PLAN)
     items, first = [], 0
-    for bucket in range(count):
-        items.append({
-            "bucket": bucket, "plan": plan, "first": first, "files": per_bucket_files[bucket], "total": total_files,
-            "out": run.out, "compression": config.compression, "row_group_rows": config.row_group_rows,
-        })
-        first += per_bucket_files[bucket]
-    results = run.tasks(gather, items, desc="writing shards")
+    for bucket, files in enumerate(per_bucket_files):
+        items.append(GatherTask(bucket, plan, first, files, total_files, ctx.out, config.compression, config.row_group_rows))
+        first += files
+    return items
+
+
+def _gathered(ctx: StepContext, results: list[dict]) -> None:
+    """The counts, then the dataset card and the manifest (the last file)."""
     entries = [entry for result in results for entry in result["entries"]]
     duplicates = sum(result["duplicates"] for result in results)
-    stats = run.stats
-    stats.input = total
+    stats = ctx.stats
     stats.output = sum(entry["rows"] for entry in entries)
     if duplicates:
         stats.dropped["duplicate_id"] += duplicates
-    stats.seconds = time.perf_counter() - start
     totals = summary.merge([result["summary"] for result in results])
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -240,26 +265,31 @@ def shards_plan(run: runner.Run) -> StageStats:
         "words": totals.get("words", 0),
         "tokens": totals.get("tokens"),
         "bytes": sum(entry["bytes"] for entry in entries),
-        "buckets": count,  # a document's bucket: xxh64(UTF-8 id) mod buckets; each file holds one bucket's id range
+        "buckets": len(results),  # a document's bucket: xxh64(UTF-8 id) mod buckets; each file holds one bucket's id range
         "shards": entries,
         "summary": totals,
         "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in SHARD],
-        "funnel": runner.upstream_funnel(run.inputs) + [stats.to_dict()],
-        "config": _build_config(run),
+        "funnel": ctx.funnel + [stats.to_dict()],
+        "config": _build_config(ctx),
         "libraries": library_versions(),
     }
-    overlap = _overlap(run.inputs)
+    overlap = _overlap(ctx.inputs)
     if overlap is not None:
         manifest["overlap"] = overlap
-    write_card(run.out, manifest, overlap)
-    storage.write_json(storage.join(run.out, MANIFEST), manifest)
-    return stats
+    write_card(ctx.out, manifest, overlap)
+    storage.write_json(storage.join(ctx.out, MANIFEST), manifest)
 
 
-def _build_config(run) -> dict | None:
-    config = run.context.get("build_config")
+STEPS = (
+    Step("scatter", scatter, _scatter_tasks, _scattered, Resources(num_cpus=1)),
+    Step("gather", gather, _gather_tasks, _gathered, Resources(num_cpus=1)),
+)
+
+
+def _build_config(ctx: StepContext) -> dict | None:
+    config = ctx.context.get("build_config")
     if config is None:
-        return {"shards": (run.config or ShardConfig()).model_dump(mode="json")}
+        return {"shards": (ctx.config or ShardConfig()).model_dump(mode="json")}
     return config.model_dump(mode="json")
 
 
