@@ -7,19 +7,22 @@ dropped as `contaminated` (or kept with `action: flag`). The same pass measures 
 overlap figure — the share of each eval set's n-grams found in the stage's input — written to
 `_overlap.json` in the output folder (underscored like `_stats.json`, so Parquet readers of the
 folder skip it; the shards stage can put it in the dataset card), and the
-number of documents contaminated by each set (`contaminated_by:<set>` outcomes).
+number of documents contaminated by each set (`contaminated_by:<set>` outcomes). The eval n-grams
+are built first, a step of their own (`evalsets`), so that a run killed in the scan keeps them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pyarrow as pa
 
-from dedup.overlap import EvalNgrams, Scan, format_table, run_scan, summarize
+from dedup import chunks as chunking
+from dedup.overlap import EvalNgrams, Scan, ScanTask, found_ngrams, format_table, scan_chunk, summarize
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
 from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS
-from webtext.core.stage import Stage
-from webtext.core.stats import StageStats
+from webtext.core.stage import Stage, Step, StepContext
 
 OVERLAP_FILE = "_overlap.json"
 
@@ -28,29 +31,43 @@ OUTPUT = pa.schema(
 )
 
 
-def decontaminate_plan(run) -> StageStats:
-    config: DecontaminateConfig = run.config
-    evals = EvalNgrams.build(config.evalsets, config.ngram, config.false_positive_rate)
-    location = storage.join(run.scratch, "evalsets.npz")
-    evals.save(location)
-    scan = Scan(location, config.ngram, config.min_matches, out=run.out, drop=config.action == "drop",
+@dataclass(frozen=True)
+class EvalsetsTask:
+    config: DecontaminateConfig
+    location: str  # where the eval n-grams go
+
+
+def build_evalsets(task: EvalsetsTask) -> None:
+    config = task.config
+    EvalNgrams.build(config.evalsets, config.ngram, config.false_positive_rate).save(task.location)
+
+
+def _evalsets_file(ctx: StepContext) -> str:
+    return storage.join(ctx.folder("evalsets"), "evalsets.npz")
+
+
+def _scan_tasks(ctx: StepContext) -> list[ScanTask]:
+    config: DecontaminateConfig = ctx.config
+    scan = Scan(_evalsets_file(ctx), config.ngram, config.min_matches, out=ctx.out, drop=config.action == "drop",
                 stage=DECONTAMINATE, output=OUTPUT)
-    results, found = run_scan(run, scan, evals, run.inputs, DECONTAMINATE)
+    return [ScanTask(scan, chunk) for chunk in chunking.chunks(ctx.files)]
+
+
+def _scanned(ctx: StepContext, results: list[dict]) -> None:
+    """The counts, and the overlap report (`_overlap.json`, printed as a table)."""
+    config: DecontaminateConfig = ctx.config
+    evals = EvalNgrams.load(_evalsets_file(ctx))
     for r in results:
-        run.stats.input += r["rows"]
-        run.stats.output += r["kept"]
-        run.stats.dropped.update(r["dropped"])
-        run.stats.outcomes.update(r["outcomes"])
-    if not results:
-        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), OUTPUT.empty_table())
+        ctx.stats.output += r["kept"]
+        ctx.stats.dropped.update(r["dropped"])
+        ctx.stats.outcomes.update(r["outcomes"])
     for name in evals.names:
-        run.stats.outcomes.setdefault(f"contaminated_by:{name}", 0)
-    report = summarize(evals, found, "the decontaminate stage's input", run.stats.input)
+        ctx.stats.outcomes.setdefault(f"contaminated_by:{name}", 0)
+    report = summarize(evals, found_ngrams(evals, results), "the decontaminate stage's input", ctx.stats.input)
     report["ngram"] = config.ngram
-    storage.write_json(storage.join(run.out, OVERLAP_FILE), report)
+    storage.write_json(storage.join(ctx.out, OVERLAP_FILE), report)
     if evals.names:
         print(format_table(report, config.ngram), flush=True)
-    return run.stats
 
 
 DECONTAMINATE = Stage(
@@ -58,7 +75,10 @@ DECONTAMINATE = Stage(
     unit="documents",
     required={"id": pa.string(), "text": pa.string()},
     output=OUTPUT,
-    plan=decontaminate_plan,
+    steps=(
+        Step("evalsets", build_evalsets, lambda ctx: [EvalsetsTask(ctx.config, _evalsets_file(ctx))]),
+        Step("scan", scan_chunk, _scan_tasks, _scanned),
+    ),
     non_null=("id", "text"),
     description="drop (or flag) documents sharing min_matches n-grams with an eval set",
 )

@@ -30,7 +30,6 @@ from dedup.evalsets import name_of, read_evalset
 from webtext.core import runner, storage
 from webtext.core.schemas import conform
 from webtext.core.stage import Stage
-from webtext.core.stats import StageStats
 
 BATCH = 4096  # documents hashed at a time
 
@@ -99,8 +98,14 @@ class Scan:
     output: pa.Schema | None = None
 
 
-def scan_chunk(args: tuple[Scan, Chunk]) -> dict:
-    scan, chunk = args
+@dataclass(frozen=True)
+class ScanTask:
+    scan: Scan
+    chunk: Chunk
+
+
+def scan_chunk(task: ScanTask) -> dict:
+    scan, chunk = task.scan, task.chunk
     evals = EvalNgrams.load(scan.evalset_file)
     stage = scan.stage or OVERLAP
     table = chunking.read(stage, chunk, None if scan.out else ["text"])
@@ -147,15 +152,12 @@ def format_table(report: dict, n: int) -> str:
     return "\n".join(lines)
 
 
-def run_scan(run, scan: Scan, evals: EvalNgrams, inputs: list[str], stage: Stage) -> tuple[list[dict], np.ndarray]:
-    files = runner.input_files(stage, inputs)
-    runner.check_inputs(stage, files)
-    items = [(scan, c) for c in chunking.chunks(files)]
-    results = run.tasks(scan_chunk, items, desc="eval n-grams")
+def found_ngrams(evals: EvalNgrams, results: list[dict]) -> np.ndarray:
+    """The eval n-grams found by any scanned chunk (the OR of their bitmaps)."""
     found = np.zeros(len(evals.hashes), bool)
     for r in results:
         found |= np.unpackbits(np.frombuffer(r["found"], np.uint8), count=len(evals.hashes)).astype(bool)
-    return results, found
+    return found
 
 
 def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rate: float = 1e-8) -> dict:
@@ -166,13 +168,15 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
         raise ValueError("overlap needs at least one --evalset")
     evals = EvalNgrams.build(evalsets, ngram, false_positive_rate)
     scratch = storage.join(shards, "_overlap_scratch")
-    run = runner.Run(OVERLAP, [shards], shards, None, StageStats("overlap", "documents"))
+    files = runner.input_files(OVERLAP, [shards])
+    runner.check_inputs(OVERLAP, files)
+    scan = Scan(storage.join(scratch, "evalsets.npz"), ngram, 1)
     try:
-        evals.save(storage.join(scratch, "evalsets.npz"))
-        results, found = run_scan(run, Scan(storage.join(scratch, "evalsets.npz"), ngram, 1), evals, [shards], OVERLAP)
+        evals.save(scan.evalset_file)
+        results = runner.run_tasks(OVERLAP, scan_chunk, [ScanTask(scan, c) for c in chunking.chunks(files)], desc="eval n-grams")
     finally:
         storage.delete(scratch)
-    report = summarize(evals, found, shards, sum(r["rows"] for r in results))
+    report = summarize(evals, found_ngrams(evals, results), shards, sum(r["rows"] for r in results))
     report["ngram"] = ngram
     storage.write_json(storage.join(shards, "overlap.json"), report)
     return report
