@@ -85,16 +85,16 @@ TASK_RSS: list[float] = []
 
 def instrument():
     """Route the stage's task functions through `_measured` and collect what they report."""
-    original = runner.Run.tasks
+    original = runner.run_tasks
 
-    def tasks(self, fn, items, resources=runner.Resources(), desc=""):
-        results = original(self, _measured(fn), items, resources, desc)
+    def tasks(stage, fn, items, resources=runner.ONE_CPU, desc=""):
+        results = original(stage, _measured(fn), items, resources, desc)
         for r in results:
             TASK_CPU.append(r.pop("_cpu"))
             TASK_RSS.append(r.pop("_rss_mb"))
         return results
 
-    runner.Run.tasks = tasks
+    runner.run_tasks = tasks
 
 
 def project(paths: list[str], out: Path) -> tuple[int, float, float]:

@@ -7,10 +7,10 @@ URL), and merges the submissions of each normalized URL into one row that keeps 
 Under the default karma rule ("submission") a submission below min_karma can never qualify its URL, so
 it is dropped as `low_karma` before any URL work: most submissions, on Reddit (and in the benchmarks).
 
-At scale the work is split three ways (`harvest_plan`): one task per dump file, or per byte range of a
-large plain NDJSON file; each task writes its candidates into K hash buckets by URL on storage; one
-task per bucket groups its bucket in bounded memory and writes its part of the URL dataset. The driver
-only sees counts.
+At scale the work is split in two steps of the stage: `read`, one task per dump file, or per byte
+range of a large plain NDJSON file, each writing its candidates into K hash buckets by URL on storage;
+`merge`, one task per bucket, grouping its bucket in bounded memory and writing its part of the URL
+dataset. The driver only sees counts; a run killed in the merge keeps what was read.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import lzma
 import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Iterator
+from typing import IO, Iterator
 
 import msgspec
 import numpy as np
@@ -38,11 +38,8 @@ from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_url
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.schemas import URLS
-from webtext.core.stage import InputError, Resources, Stage
+from webtext.core.stage import InputError, Resources, Stage, Step, StepContext
 from webtext.core.stats import StageStats
-
-if TYPE_CHECKING:  # the runner imports Ray Data: a read task's worker does not need it
-    from webtext.core.runner import Run
 
 log = logging.getLogger(__name__)
 
@@ -778,32 +775,43 @@ def slices(files: list[str], split_bytes: int) -> list[Slice]:
     return out
 
 
-def harvest_plan(run: Run) -> StageStats:
-    config: HarvestConfig = run.config
-    files = dump_files(run.inputs)
+def _read_tasks(ctx: StepContext) -> list[HarvestTask]:
+    config: HarvestConfig = ctx.config
+    files = dump_files(ctx.inputs)
     buckets = config.buckets or auto_buckets(sum(storage.size(f) for f in files))
-    scratch = storage.join(run.scratch, "buckets")
-    work = [HarvestTask(piece, i, buckets, scratch, config) for i, piece in enumerate(slices(files, config.split_bytes))]
-    stats = run.stats
-    # A task holds one decompression window (up to 2 GiB for --long=31 dumps) and its buffered candidates.
-    read_memory = ZSTD_MAX_WINDOW + 512 * 2**20 if any(f.endswith(".zst") for f in files) else 512 * 2**20
-    filled: set[int] = set()  # at most `buckets` numbers: the driver never lists the bucket files
-    for result in run.tasks(harvest_task, work, Resources(num_cpus=1, memory=read_memory, env=HARVEST_ENV), desc="read dumps"):
+    return [HarvestTask(piece, i, buckets, ctx.folder("read"), config) for i, piece in enumerate(slices(files, config.split_bytes))]
+
+
+def _read_resources(ctx: StepContext) -> Resources:
+    """A task holds one decompression window (up to 2 GiB for --long=31 dumps) and its buffered candidates."""
+    zstd = any(f.endswith(".zst") for f in dump_files(ctx.inputs))
+    return Resources(num_cpus=1, memory=ZSTD_MAX_WINDOW + 512 * 2**20 if zstd else 512 * 2**20, env=HARVEST_ENV)
+
+
+def _read(ctx: StepContext, results: list[dict]) -> dict:
+    """The counts; the buckets that got candidates (at most `buckets` numbers: the driver never lists
+    the bucket files) are the summary the merge step reads."""
+    filled: set[int] = set()
+    for result in results:
         if "error" in result:
             raise DumpError(result["error"])
-        stats.input += result["input"]
-        stats.dropped.update(result["dropped"])
+        ctx.stats.input += result["input"]
+        ctx.stats.dropped.update(result["dropped"])
         filled.update(result["buckets"])
-    merges = [
-        MergeTask(storage.join(scratch, f"b{bucket:05d}"), storage.join(run.out, f"part-{bucket:05d}.parquet"), config)
-        for bucket in sorted(filled)
+    return {"buckets": sorted(filled)}
+
+
+def _merge_tasks(ctx: StepContext) -> list[MergeTask]:
+    return [
+        MergeTask(storage.join(ctx.folder("read"), f"b{bucket:05d}"), storage.join(ctx.out, f"part-{bucket:05d}.parquet"), ctx.config)
+        for bucket in ctx.summary("read")["buckets"]
     ]
-    for result in run.tasks(merge_task, merges, Resources(num_cpus=1, env=HARVEST_ENV), desc="merge URL buckets"):
-        stats.output += result["output"]
-        stats.dropped.update(result["dropped"])
-    if not merges:  # no candidates at all: an empty URL dataset, so later stages see 0 rows
-        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), URLS.empty_table())
-    return stats
+
+
+def _merged(ctx: StepContext, results: list[dict]) -> None:
+    for result in results:
+        ctx.stats.output += result["output"]
+        ctx.stats.dropped.update(result["dropped"])
 
 
 HARVEST = Stage(
@@ -811,6 +819,10 @@ HARVEST = Stage(
     unit="submissions",
     required={},
     output=URLS,
-    plan=harvest_plan,
+    steps=(
+        Step("read", harvest_task, _read_tasks, _read, _read_resources),
+        Step("merge", merge_task, _merge_tasks, _merged, Resources(num_cpus=1, env=HARVEST_ENV)),
+    ),
+    parquet_inputs=False,
     description="Reddit submission dumps -> one row per qualifying outbound URL, with provenance",
 )
