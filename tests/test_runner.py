@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -11,7 +13,7 @@ import pytest
 
 from webtext.core import runner, storage
 from webtext.core.runner import MARKER, AccountingError, InputError, run_stage
-from webtext.core.stage import DROP_REASON, Resources, Stage, constant_default
+from webtext.core.stage import DROP_REASON, Resources, Stage, Step, constant_default
 
 OUTPUT = pa.schema([("id", pa.string()), ("text", pa.string()), ("karma", pa.int64())])
 
@@ -225,3 +227,100 @@ def test_address_local_starts_the_same_embedded_ray():
     assert out.returncode == 0, out.stderr[-2000:]
     worker_nice, driver_nice, cpus = map(int, out.stdout.split()[-3:])
     assert worker_nice == driver_nice and cpus == 1
+
+
+# -- a multi-step stage: each step marked, a rerun resumes at the first unfinished one ----------------
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A toy step's payload: its input, its output, and a log of the calls (outside the stage's folder)."""
+
+    source: str
+    target: str
+    calls: str
+    fail: bool = False
+
+
+def add_one(piece: Piece) -> dict:
+    """Reads a table of numbers, writes them plus one; returns the row count and the input's mtime."""
+    with open(piece.calls, "a") as log:
+        log.write(f"{piece.target}\n")
+    if piece.fail:
+        raise RuntimeError("killed in the last step")
+    table = pq.read_table(piece.source)
+    storage.write_parquet(piece.target, table.set_column(0, "n", pc.add(table.column("n"), 1)))
+    return {"rows": table.num_rows, "source_mtime": os.stat(piece.source).st_mtime_ns}
+
+
+def step_tasks(name: str, previous: str | None):
+    """The step's payloads: one per file of the stage's input (first step) or of the previous step."""
+
+    def tasks(ctx) -> list[Piece]:
+        last = name == ctx.stage.steps[-1].name
+        sources = ctx.files if previous is None else storage.list_files(ctx.folder(previous))
+        folder = ctx.out if last else ctx.folder(name)
+        fail = last and ctx.context.get("fail", False)  # the step's first task writes its part, the others fail
+        calls = str(ctx.context["calls"] / name)
+        return [Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, fail and i > 0) for i, s in enumerate(sources)]
+
+    return tasks
+
+
+def counted(name: str):
+    def finish(ctx, results: list[dict]) -> None:
+        ctx.stats.outcomes[f"rows_{name}"] = sum(r["rows"] for r in results)
+        if name == ctx.stage.steps[-1].name:
+            ctx.stats.output = sum(r["rows"] for r in results)
+            storage.write_json(storage.join(ctx.out, "_sources.json"), sorted(r["source_mtime"] for r in results))
+
+    return finish
+
+
+NUMBERS = pa.schema([("n", pa.int64())])
+STEPPED = Stage(
+    name="stepped", unit="numbers", required={"n": pa.int64()}, output=NUMBERS,
+    steps=(
+        Step("first", add_one, step_tasks("first", None), counted("first")),
+        Step("second", add_one, step_tasks("second", "first"), counted("second")),
+        Step("third", add_one, step_tasks("third", "second"), counted("third")),
+    ),
+)
+
+
+def calls(folder) -> dict[str, int]:
+    return {f.name: len(f.read_text().splitlines()) for f in sorted(folder.iterdir())}
+
+
+def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_steps(tmp_path, local_ray):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for f in range(3):
+        pq.write_table(pa.table({"n": pa.array(range(f * 10, f * 10 + 7), pa.int64())}), inputs / f"n-{f}.parquet")
+    (tmp_path / "calls").mkdir()
+    (tmp_path / "calls-clean").mkdir()
+    out = tmp_path / "out"
+    clean = run_stage(STEPPED, [str(inputs)], str(tmp_path / "clean"), {}, context={"calls": tmp_path / "calls-clean"})
+
+    with pytest.raises(runner.StageError, match="stepped: .*killed in the last step"):
+        run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "fail": True})
+    assert calls(tmp_path / "calls") == {"first": 3, "second": 3, "third": 3}
+    marked = {s: json.loads((out / "_scratch" / s / MARKER).read_text()) for s in ("first", "second")}
+    assert not (out / "_scratch" / "third" / MARKER).exists() and list(out.glob("part-*.parquet"))  # partial
+    second_files = {f.name: f.stat().st_mtime_ns for f in (out / "_scratch" / "second").glob("*.parquet")}
+
+    stats = run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls"})
+    # the first two steps were not run again, the third was, on the second step's untouched files
+    assert calls(tmp_path / "calls") == {"first": 3, "second": 3, "third": 6}
+    marker = json.loads((out / MARKER).read_text())
+    assert {s: marker["steps"][s] for s in marked} == {s: m["finished"] for s, m in marked.items()}
+    assert json.loads((out / "_sources.json").read_text()) == sorted(second_files.values())
+    assert stats.to_dict() | {"seconds": 0} == clean.to_dict() | {"seconds": 0}
+    assert stats.outcomes == {"rows_first": 21, "rows_second": 21, "rows_third": 21}
+    assert pq.read_table(out).column("n").to_pylist() == pq.read_table(tmp_path / "clean").column("n").to_pylist()
+    assert pq.read_table(out).column("n").to_pylist()[:3] == [3, 4, 5]
+    assert not (out / "_scratch").exists()
+
+    # a changed config is another fingerprint: every step runs again
+    run_stage(STEPPED, [str(inputs)], str(out), {"other": 1}, context={"calls": tmp_path / "calls"})
+    assert calls(tmp_path / "calls") == {"first": 6, "second": 6, "third": 9}
