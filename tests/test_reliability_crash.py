@@ -1,7 +1,10 @@
 """Crash and resume, for real: `webtext build` (a subprocess) is SIGKILLed during each stage in turn,
 and rerun with the same config each time. The final shards must hold exactly the ids and texts of an
 uninterrupted build, the funnel must count every record once, stages that had finished before a kill
-must not be redone (their completion marker untouched), and no `*.tmp` file may be left.
+must not be redone (their completion marker untouched), and no `*.tmp` file may be left. The stages of
+several steps (harvest, dedup, shards) are killed inside a late step, once the steps before it have
+finished: the rerun must resume at that step, the earlier steps not redone (the times at which they
+finished, from their markers, stay those of the killed run).
 
 The first run starts its own embedded Ray, as `webtext build` does on a laptop, so the kill takes
 Ray's own processes with it; the later runs join the test session's Ray (as under `ray job submit`,
@@ -11,6 +14,7 @@ where the driver dies but the cluster lives on), which also keeps the chain fast
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -34,6 +38,12 @@ from webtext.demo.site import DemoSite
 
 BIN = Path(sys.executable).parent
 STAGES = ["harvest", "crawl", "extract", "dedup", "decontaminate", "shards"]
+# the step of a multi-step stage that the kill lands in, and the steps finished before it
+LATE_STEP = {
+    "harvest": ("merge", ["read"]),
+    "dedup": ("components", ["signatures", "candidates", "pairs", "verify"]),
+    "shards": ("gather", ["scatter"]),
+}
 # Once OUT/<stage> exists, the kill waits for the stage's first file (a part, a scratch file, a
 # temporary), so that it lands with partial work on disk; at most this long.
 SETTLE_S = 20.0
@@ -45,6 +55,7 @@ def write_config(folder: Path, out_dir: str, dump: Path, evalset: Path) -> Path:
         "dumps": [str(dump)],
         "out_dir": out_dir,
         "ray": {"num_cpus": 2, "object_store_memory_mb": 128},
+        "harvest": {"buckets": 8},  # several merge tasks, so the merge step lasts long enough to be cut
         "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 5.0, "retries": 0, "autothrottle": False},
         "decontaminate": {"evalsets": [str(evalset)]},
         "shards": {"max_rows_per_shard": 4},  # several shard files, so shard writing has steps to cut
@@ -79,10 +90,22 @@ def something_written(folder: Path) -> bool:
     return any(p.is_file() for p in folder.rglob("*"))
 
 
+def step_started(out: Path, stage: str) -> bool:
+    """The stage's late step has begun writing, every step before it finished."""
+    step, earlier = LATE_STEP[stage]
+    scratch = out / stage / "_scratch"
+    if not all((scratch / s / MARKER).exists() for s in earlier):
+        return False
+    if step == "components":
+        return something_written(scratch / step)
+    return any(p.is_file() for p in (out / stage).rglob("*") if "_scratch" not in p.relative_to(out / stage).parts)
+
+
 def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, int]:
     """Start `webtext build`, SIGKILL it once OUT/<stage> exists without its marker and holds a first
-    file (or SETTLE_S passed); returns whether the stage was still unfinished after the kill, and how
-    many of the build's own processes outlived it (they are killed here, by PID)."""
+    file (or SETTLE_S passed), or for a stage of several steps once its late step wrote a first file;
+    returns whether the stage was still unfinished after the kill, and how many of the build's own
+    processes outlived it (they are killed here, by PID)."""
     log = open(out.parent / f"{out.name}-{stage}.log", "w")
     build = subprocess.Popen([str(BIN / "webtext"), "build", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
     folder, marker = out / stage, out / stage / MARKER
@@ -94,7 +117,10 @@ def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, i
             if folder.is_dir():
                 assert not marker.exists(), f"{stage} completed before its first file was seen"
                 seen = seen or now
-                if something_written(folder) or now - seen >= SETTLE_S:
+                if stage in LATE_STEP:
+                    if step_started(out, stage):
+                        break
+                elif something_written(folder) or now - seen >= SETTLE_S:
                     break
             assert build.poll() is None, f"build ended (rc {build.returncode}) before {stage}: {log.name}"
             if now - scanned > 0.2:  # its processes (an embedded Ray's), to clean up after the kill
@@ -123,6 +149,15 @@ def markers(out: Path) -> dict[str, int]:
     return {s: (out / s / MARKER).stat().st_mtime_ns for s in STAGES if (out / s / MARKER).exists()}
 
 
+def step_times(out: Path, stage: str) -> dict[str, float]:
+    """When each step of the stage finished, from the steps' markers (a killed run) or the stage's."""
+    marker = out / stage / MARKER
+    if marker.exists():
+        return json.loads(marker.read_text())["steps"]
+    scratch = out / stage / "_scratch"
+    return {p.parent.name: json.loads(p.read_text())["finished"] for p in scratch.glob(f"*/{MARKER}")}
+
+
 def test_kill_during_every_stage_then_rerun_gives_the_uninterrupted_corpus(demo):
     folder, dump, evalset = demo
     reference = folder / "reference"
@@ -131,6 +166,7 @@ def test_kill_during_every_stage_then_rerun_gives_the_uninterrupted_corpus(demo)
     embedded = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     joined = {**embedded, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     finished: dict[str, int] = {}
+    steps: dict[str, dict[str, float]] = {}  # per stage killed in a late step: when its earlier steps finished
     record = []
     for stage in STAGES:
         unfinished, survivors = kill_during(config, out, stage, embedded if stage == "harvest" else joined)
@@ -140,11 +176,23 @@ def test_kill_during_every_stage_then_rerun_gives_the_uninterrupted_corpus(demo)
         assert {s: now[s] for s in finished} == finished, stage
         finished.update(now)
         assert stage not in finished
+        for killed, times in steps.items():  # the stage killed before resumed at its late step
+            late, earlier = LATE_STEP[killed]
+            now_times = step_times(out, killed)
+            assert {s: now_times[s] for s in earlier} == times, f"{killed}: an earlier step was redone"
+            assert now_times[late] > max(times.values())
+        steps.clear()
+        if stage in LATE_STEP:
+            late, earlier = LATE_STEP[stage]
+            times = step_times(out, stage)
+            assert set(times) == set(earlier), f"{stage}: killed with steps {sorted(times)} finished"
+            steps[stage] = times
         partial = out / stage
         record.append((stage, len(list(partial.rglob("*.tmp"))), len([f for f in partial.rglob("*") if f.is_file()]), survivors))
     final = subprocess.run([str(BIN / "webtext"), "build", str(config)], env=joined, capture_output=True, text=True, timeout=600)
     assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
     assert {s: markers(out)[s] for s in finished} == finished
+    assert {s: step_times(out, "shards")[s] for s in LATE_STEP["shards"][1]} == steps["shards"]
     assert not list(out.rglob("*.tmp")), list(out.rglob("*.tmp"))
     assert not list(out.rglob("_scratch"))
     got, want = documents(out), documents(reference)
