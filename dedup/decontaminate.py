@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dedup import chunks as chunking
-from dedup.overlap import EvalNgrams, Scan, ScanTask, found_ngrams, format_table, scan_chunk, summarize
+from dedup.overlap import EvalNgrams, Scan, ScanTask, format_table, found_ngrams, scan_chunk, summarize
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
 from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS
