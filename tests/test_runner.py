@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -239,14 +240,16 @@ class Piece:
     source: str
     target: str
     calls: str
+    attempt: int  # which run_stage call made it (a failed run's tasks may still run after it returned)
     fail: bool = False
 
 
 def add_one(piece: Piece) -> dict:
     """Reads a table of numbers, writes them plus one; returns the row count and the input's mtime."""
     with open(piece.calls, "a") as log:
-        log.write(f"{piece.target}\n")
+        log.write(f"{piece.attempt}\n")
     if piece.fail:
+        time.sleep(0.5)  # the step's first task has written its part by then
         raise RuntimeError("killed in the last step")
     table = pq.read_table(piece.source)
     storage.write_parquet(piece.target, table.set_column(0, "n", pc.add(table.column("n"), 1)))
@@ -262,7 +265,8 @@ def step_tasks(name: str, previous: str | None):
         folder = ctx.out if last else ctx.folder(name)
         fail = last and ctx.context.get("fail", False)  # the step's first task writes its part, the others fail
         calls = str(ctx.context["calls"] / name)
-        return [Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, fail and i > 0) for i, s in enumerate(sources)]
+        attempt = ctx.context["attempt"]
+        return [Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, attempt, fail and i > 0) for i, s in enumerate(sources)]
 
     return tasks
 
@@ -288,8 +292,9 @@ STEPPED = Stage(
 )
 
 
-def calls(folder) -> dict[str, int]:
-    return {f.name: len(f.read_text().splitlines()) for f in sorted(folder.iterdir())}
+def calls(folder, attempt: int) -> dict[str, int]:
+    """Tasks of each step run by one run_stage call."""
+    return {f.name: f.read_text().split().count(str(attempt)) for f in sorted(folder.iterdir())}
 
 
 def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_steps(tmp_path, local_ray):
@@ -300,18 +305,18 @@ def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_ste
     (tmp_path / "calls").mkdir()
     (tmp_path / "calls-clean").mkdir()
     out = tmp_path / "out"
-    clean = run_stage(STEPPED, [str(inputs)], str(tmp_path / "clean"), {}, context={"calls": tmp_path / "calls-clean"})
+    clean = run_stage(STEPPED, [str(inputs)], str(tmp_path / "clean"), {}, context={"calls": tmp_path / "calls-clean", "attempt": 0})
 
     with pytest.raises(runner.StageError, match="stepped: .*killed in the last step"):
-        run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "fail": True})
-    assert calls(tmp_path / "calls") == {"first": 3, "second": 3, "third": 3}
+        run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 1, "fail": True})
+    assert calls(tmp_path / "calls", 1)["second"] == 3
     marked = {s: json.loads((out / "_scratch" / s / MARKER).read_text()) for s in ("first", "second")}
     assert not (out / "_scratch" / "third" / MARKER).exists() and list(out.glob("part-*.parquet"))  # partial
     second_files = {f.name: f.stat().st_mtime_ns for f in (out / "_scratch" / "second").glob("*.parquet")}
 
-    stats = run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls"})
+    stats = run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 2})
     # the first two steps were not run again, the third was, on the second step's untouched files
-    assert calls(tmp_path / "calls") == {"first": 3, "second": 3, "third": 6}
+    assert calls(tmp_path / "calls", 2) == {"first": 0, "second": 0, "third": 3}
     marker = json.loads((out / MARKER).read_text())
     assert {s: marker["steps"][s] for s in marked} == {s: m["finished"] for s, m in marked.items()}
     assert json.loads((out / "_sources.json").read_text()) == sorted(second_files.values())
@@ -322,5 +327,5 @@ def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_ste
     assert not (out / "_scratch").exists()
 
     # a changed config is another fingerprint: every step runs again
-    run_stage(STEPPED, [str(inputs)], str(out), {"other": 1}, context={"calls": tmp_path / "calls"})
-    assert calls(tmp_path / "calls") == {"first": 6, "second": 6, "third": 9}
+    run_stage(STEPPED, [str(inputs)], str(out), {"other": 1}, context={"calls": tmp_path / "calls", "attempt": 3})
+    assert calls(tmp_path / "calls", 3) == {"first": 3, "second": 3, "third": 3}

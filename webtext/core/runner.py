@@ -433,10 +433,10 @@ def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: s
     """The steps in order, from the first one without a matching marker (all of them when forced);
     returns the stats and when each step finished (earlier runs' times for the steps resumed from)."""
     done = [] if force else finished_steps(stage, out, digest)
-    if done:
-        _keep_only(out, [marker["step"] for marker in done])
-    else:
+    if not done:
         storage.delete(out)
+    elif len(done) < len(stage.steps):  # (all done: killed before the stage's marker, the output is whole)
+        _keep_only(out, [marker["step"] for marker in done])
     storage.makedirs(out)
     files: list[str] = []
     if stage.parquet_inputs:
