@@ -329,3 +329,28 @@ def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_ste
     # a changed config is another fingerprint: every step runs again
     run_stage(STEPPED, [str(inputs)], str(out), {"other": 1}, context={"calls": tmp_path / "calls", "attempt": 3})
     assert calls(tmp_path / "calls", 3) == {"first": 3, "second": 3, "third": 3}
+
+
+def test_a_stage_stopped_before_its_marker_keeps_the_output_of_its_finished_steps(tmp_path, local_ray, monkeypatch):
+    """Every step marked, the stage's own marker not written (a kill in between): the rerun runs no
+    step again and keeps the last step's output."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    pq.write_table(pa.table({"n": pa.array(range(5), pa.int64())}), inputs / "n.parquet")
+    (tmp_path / "calls").mkdir()
+    out = tmp_path / "out"
+    write_json = storage.write_json
+
+    def stopped(location, value):
+        if str(location) == str(out / MARKER):
+            raise KeyboardInterrupt("stopped before the stage's marker")
+        write_json(location, value)
+
+    monkeypatch.setattr(storage, "write_json", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 1})
+    monkeypatch.undo()
+    stats = run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 2})
+    assert calls(tmp_path / "calls", 2) == {"first": 0, "second": 0, "third": 0}
+    assert stats.output == 5 and pq.read_table(out).column("n").to_pylist() == [3, 4, 5, 6, 7]
+    assert (out / MARKER).exists() and not (out / "_scratch").exists()

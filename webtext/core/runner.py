@@ -550,6 +550,7 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
     marker = read_marker(out)
     if marker and marker.get("fingerprint") == digest and not force:
         stats = StageStats.from_dict(marker["funnel"][-1])
+        storage.delete(storage.join(out, SCRATCH))  # left by a run stopped between its marker and the clean-up
         print_fn(f"{stage.name}: complete in {out} (inputs and config unchanged), skipped")
         return stats
     stats = StageStats(stage.name, stage.unit)
@@ -576,13 +577,14 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         raise AccountingError(
             f"{stage.name}: {stats.input} {stage.unit} in != {stats.output} out + {sum(stats.dropped.values())} dropped"
         )
-    storage.delete(storage.join(out, SCRATCH))
     storage.write_json(storage.join(out, STATS), stats.to_dict())
     funnel = upstream_funnel(inputs) + [stats.to_dict()]
     marker = {"stage": stage.name, "fingerprint": digest, "funnel": funnel}
     if steps:
         marker["steps"] = steps  # when each step finished: a step resumed from keeps an earlier run's time
     storage.write_json(storage.join(out, MARKER), marker)
+    # after the marker: a stage stopped before it still has its steps' markers to resume from
+    storage.delete(storage.join(out, SCRATCH))
     return stats
 
 
