@@ -2,7 +2,7 @@
 lost tasks are retried and the stage's result and counts equal those of an undisturbed run.
 
 Covered for both kinds of stage: a map stage (Ray Data tasks fused with the write of a part file)
-and a plan stage composing `run.tasks`. The killing is test code: a batch function (or task) that
+and a stage of steps (Ray tasks run by the runner). The killing is test code: a batch function (or task) that
 kills its own process the first time it sees a chosen row, remembered by a marker file, and a
 worker killed from outside by PID while its task runs.
 """
@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from webtext.core import storage
-from webtext.core.runner import Run, run_stage
-from webtext.core.stage import DROP_REASON, Resources, Stage
+from webtext.core.runner import run_stage
+from webtext.core.stage import DROP_REASON, Resources, Stage, Step, StepContext
 from webtext.core.stats import StageStats
 
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
@@ -83,12 +84,20 @@ def test_map_stage_worker_killed_mid_batch_is_retried_to_the_same_result(tmp_pat
     assert not list((tmp_path / "hit").rglob("*.tmp"))
 
 
-# -- a plan stage: run.tasks ------------------------------------------------------------------------
+# -- a stage of steps: Ray tasks ---------------------------------------------------------------------
 
 
-def copy_file(item: tuple[str, str, str | None, float]) -> dict:
+@dataclass(frozen=True)
+class Copy:
+    source: str
+    target: str
+    marker: str | None  # the task whose worker dies once
+    pause: float
+
+
+def copy_file(item: Copy) -> dict:
     """One task: read an input file, write its rows upper-cased to its part file; counts only."""
-    source, target, marker, pause = item
+    source, target, marker, pause = item.source, item.target, item.marker, item.pause
     time.sleep(pause)
     die_once(marker)
     table = pq.read_table(source)
@@ -97,41 +106,43 @@ def copy_file(item: tuple[str, str, str | None, float]) -> dict:
     return {"rows": table.num_rows}
 
 
-def copy_plan(run: Run) -> StageStats:
-    files = storage.parquet_files(run.inputs[0])
-    victim, pause = run.config["victim"], run.config["pause"]
-    work = [
-        (f, storage.join(run.out, f"part-{i:05d}.parquet"), run.config["marker"] if i == victim else None, pause)
-        for i, f in enumerate(files)
+def copies(ctx: StepContext) -> list[Copy]:
+    victim, pause = ctx.config["victim"], ctx.config["pause"]
+    return [
+        Copy(f, storage.join(ctx.out, f"part-{i:05d}.parquet"), ctx.config["marker"] if i == victim else None, pause)
+        for i, f in enumerate(ctx.files)
     ]
-    for result in run.tasks(copy_file, work, Resources(num_cpus=1), desc="copy"):
-        run.stats.input += result["rows"]
-        run.stats.output += result["rows"]
-    return run.stats
 
 
-PLAN_STAGE = Stage(name="toyplan", unit="documents", required={}, output=SCHEMA, plan=copy_plan)
+def copied(ctx: StepContext, results: list[dict]) -> None:
+    ctx.stats.output += sum(result["rows"] for result in results)
 
 
-def test_plan_stage_task_whose_worker_dies_is_retried(tmp_path, local_ray):
+STEPS_STAGE = Stage(
+    name="toysteps", unit="documents", required={}, output=SCHEMA,
+    steps=(Step("copy", copy_file, copies, copied, Resources(num_cpus=1)),),
+)
+
+
+def test_step_task_whose_worker_dies_is_retried(tmp_path, local_ray):
     inputs = write_inputs(tmp_path / "in")
     marker = str(tmp_path / "killed-once")
-    clean = run_stage(PLAN_STAGE, [str(inputs)], str(tmp_path / "clean"), {"victim": -1, "marker": marker, "pause": 0})
-    hit = run_stage(PLAN_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": 1, "marker": marker, "pause": 0})
+    clean = run_stage(STEPS_STAGE, [str(inputs)], str(tmp_path / "clean"), {"victim": -1, "marker": marker, "pause": 0})
+    hit = run_stage(STEPS_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": 1, "marker": marker, "pause": 0})
     assert os.path.exists(marker)
     assert counts(hit) == counts(clean) and clean.output == 800
     assert rows_of(tmp_path / "hit") == rows_of(tmp_path / "clean")
 
 
-def test_plan_stage_worker_killed_from_outside_is_retried(tmp_path, local_ray):
+def test_step_worker_killed_from_outside_is_retried(tmp_path, local_ray):
     """A worker SIGKILLed by PID (as the OOM killer would) while its task sleeps in the middle."""
     inputs = write_inputs(tmp_path / "in")
-    clean = run_stage(PLAN_STAGE, [str(inputs)], str(tmp_path / "clean"), {"victim": -1, "marker": None, "pause": 0})
+    clean = run_stage(STEPS_STAGE, [str(inputs)], str(tmp_path / "clean"), {"victim": -1, "marker": None, "pause": 0})
     outcome: dict = {}
 
     def stage():
         try:
-            outcome["stats"] = run_stage(PLAN_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": -1, "marker": None, "pause": 3.0})
+            outcome["stats"] = run_stage(STEPS_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": -1, "marker": None, "pause": 3.0})
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = exc
 
@@ -142,7 +153,7 @@ def test_plan_stage_worker_killed_from_outside_is_retried(tmp_path, local_ray):
     while killed is None and time.monotonic() < deadline and thread.is_alive():
         for process in psutil.process_iter(["pid", "cmdline"]):
             cmdline = process.info["cmdline"] or []
-            # a worker running the plan's task is titled `ray::stage_task`; its parent, the raylet, is
+            # a worker running the step's task is titled `ray::stage_task`; its parent, the raylet, is
             # this process's child (other agents' Rays run on this machine too)
             if cmdline[:1] == ["ray::stage_task"] and _grandparent(process) == os.getpid():
                 process.kill()
