@@ -1,4 +1,4 @@
-"""Work units of the dedup and decontaminate plans: runs of whole row groups of one Parquet file."""
+"""Work units of the dedup and decontaminate steps: runs of whole row groups of one Parquet file."""
 
 from __future__ import annotations
 

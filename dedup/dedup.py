@@ -354,8 +354,8 @@ def _filter(task: ChunkTask) -> dict:
 
 
 @lru_cache(maxsize=4)
-def _chunks(files: tuple[str, ...]) -> list[Chunk]:
-    """The input's chunks (every step lists them: read the footers once per driver)."""
+def _chunks(files: tuple[str, ...], fingerprint: str) -> list[Chunk]:
+    """The input's chunks: every step lists them, the footers are read once per run of the stage."""
     return chunking.chunks(list(files))
 
 
@@ -374,7 +374,7 @@ def _chunk_tasks(ctx: StepContext) -> list[ChunkTask]:
     if not ctx.stats.input:  # nothing to do: the runner writes the empty dataset
         return []
     job = _job(ctx)
-    return [ChunkTask(job, chunk) for chunk in _chunks(tuple(ctx.files))]
+    return [ChunkTask(job, chunk) for chunk in _chunks(tuple(ctx.files), ctx.fingerprint)]
 
 
 def _paired_chunk_tasks(ctx: StepContext) -> list[ChunkTask]:

@@ -442,7 +442,7 @@ def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: s
     if stage.parquet_inputs:
         files = input_files(stage, inputs)
         stats.input = check_inputs(stage, files)
-    ctx = StepContext(stage, config, inputs, files, out, stats, upstream_funnel(inputs), context)
+    ctx = StepContext(stage, config, inputs, files, out, stats, upstream_funnel(inputs), digest, context)
     finished: dict[str, float] = {}
     for step, marker in zip(stage.steps, done):
         ctx.stats = StageStats.from_dict(marker["stats"])

@@ -47,7 +47,7 @@ class InputError(ValueError):
 
 
 def stage_task(fn: Callable, item: Any) -> Any:
-    """The Ray task behind `Run.tasks`. It lives here, not in the runner, so that a task's worker
+    """The Ray task behind the runner's `run_tasks`. It lives here, not in the runner, so that a task's worker
     imports only the stage's own modules: the runner pulls in Ray Data and pandas (~50 MB a worker)."""
     return fn(item)
 
@@ -63,7 +63,7 @@ class Resources:
 
     num_cpus: float = 1.0
     # bytes per worker, reserved from Ray's scheduler; on a map stage Ray Data's per-operator
-    # reservations then ran one task at a time on a 2-CPU node (measured): prefer it for `Run.tasks`
+    # reservations then ran one task at a time on a 2-CPU node (measured): prefer it for steps' tasks
     memory: int | None = None
     actors: int | None = None
     batch_size: int = 256
@@ -125,6 +125,7 @@ class StepContext:
     out: str
     stats: StageStats
     funnel: list[dict]  # the funnel recorded by the stage that produced the inputs
+    fingerprint: str  # of the stage's inputs, config and code: equal fingerprints, equal inputs
     context: dict = field(default_factory=dict)
     summaries: dict[str, Any] = field(default_factory=dict)
     round: int = 0
