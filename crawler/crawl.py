@@ -85,13 +85,24 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
         "RANDOMIZE_DOWNLOAD_DELAY": True,
         "AUTOTHROTTLE_ENABLED": config.autothrottle,
         "AUTOTHROTTLE_TARGET_CONCURRENCY": float(config.concurrent_requests_per_domain),
+        # Every domain starts at once (Scrapy's 5 s start delay held every new and every dead domain
+        # to one request per ~6 s); AutoThrottle then adapts each domain to its latency.
+        "AUTOTHROTTLE_START_DELAY": config.download_delay_s,
+        # Broad crawl: requests are taken for the domains with the fewest in flight, so requests of
+        # hosts that do not answer never fill the request slots of those that do.
+        "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.DownloaderAwarePriorityQueue",
         "DOWNLOAD_TIMEOUT": config.timeout_s,
+        "DNS_TIMEOUT": config.dns_timeout_s,
+        "DNS_RESOLVER": "crawler.dns.LookupResolver",
+        "WEBTEXT_DNS_SERVERS": config.dns_servers,
+        "WEBTEXT_CONNECT_TIMEOUT_S": min(config.connect_timeout_s, config.timeout_s),
+        "WEBTEXT_ROBOTS_TIMEOUT_S": min(config.robots_timeout_s, config.timeout_s),
+        "WEBTEXT_HOST_FAILURES": config.host_failures,
         "RETRY_ENABLED": config.retries > 0,
         "RETRY_TIMES": config.retries,
         "REDIRECT_MAX_TIMES": config.max_redirects,
         "DOWNLOAD_MAXSIZE": config.max_bytes,  # also caps the decompressed size (gzip bombs)
         "DOWNLOAD_WARNSIZE": 0,
-        "DNSCACHE_ENABLED": True,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "LOGSTATS_INTERVAL": 0,
@@ -104,9 +115,13 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
             "crawler.middlewares.RobotsTxtMiddleware": 100,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             "crawler.middlewares.RetryAfterMiddleware": 550,
+            "crawler.middlewares.HostHealthMiddleware": 560,  # sees exceptions before the retries
         },
         # Only http(s) is ever fetched (the address guard refuses other schemes first, by scheme).
-        "DOWNLOAD_HANDLERS": {"file": None, "data": None, "s3": None, "ftp": None},
+        "DOWNLOAD_HANDLERS": {
+            "file": None, "data": None, "s3": None, "ftp": None,
+            "http": "crawler.handlers.ConnectTimeoutHandler", "https": "crawler.handlers.ConnectTimeoutHandler",
+        },
         "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
         "WEBTEXT_RETRY_AFTER_MAX_S": config.retry_after_max_s,
