@@ -115,12 +115,11 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
             "crawler.middlewares.RobotsTxtMiddleware": 100,
             "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
             "crawler.middlewares.RetryAfterMiddleware": 550,
-            "crawler.middlewares.HostHealthMiddleware": 560,  # sees exceptions before the retries
         },
         # Only http(s) is ever fetched (the address guard refuses other schemes first, by scheme).
         "DOWNLOAD_HANDLERS": {
             "file": None, "data": None, "s3": None, "ftp": None,
-            "http": "crawler.handlers.ConnectTimeoutHandler", "https": "crawler.handlers.ConnectTimeoutHandler",
+            "http": "crawler.handlers.HealthyHostsHandler", "https": "crawler.handlers.HealthyHostsHandler",
         },
         "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,

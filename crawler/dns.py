@@ -37,6 +37,10 @@ class HostLookups:
 
     async def addresses(self, host: str) -> list[str]:
         """The host's addresses; raises DNSLookupError (cached) when it has none in time."""
+        try:
+            return [str(ipaddress.ip_address(host.strip("[]")))]  # a literal address needs no lookup
+        except ValueError:
+            pass
         future = self.results.get(host)
         if future is None:
             future = self.results[host] = asyncio.ensure_future(self._lookup(host))
@@ -93,13 +97,17 @@ def parse_server(text: str) -> tuple[str, int]:
     return text, 53
 
 
+_LOOKUPS: dict[tuple, HostLookups] = {}
+
+
 def lookups_of(crawler) -> HostLookups:
-    """The crawl's one HostLookups, made by whichever of its users asks first."""
-    lookups = getattr(crawler, "webtext_lookups", None)
-    if lookups is None:
-        s = crawler.settings
-        lookups = crawler.webtext_lookups = HostLookups(s.getlist("WEBTEXT_DNS_SERVERS"), s.getfloat("DNS_TIMEOUT"))
-    return lookups
+    """The process's one HostLookups for these settings, made by whichever user asks first (Scrapy
+    builds the resolver from its CrawlerProcess, the middlewares from the Crawler: one reactor)."""
+    s = crawler.settings
+    key = (tuple(s.getlist("WEBTEXT_DNS_SERVERS")), s.getfloat("DNS_TIMEOUT"))
+    if key not in _LOOKUPS:
+        _LOOKUPS[key] = HostLookups(list(key[0]), key[1])
+    return _LOOKUPS[key]
 
 
 @implementer(IResolverSimple)

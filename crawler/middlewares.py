@@ -1,5 +1,5 @@
 """Downloader middlewares: the address guard that keeps a crawler of user-submitted links out of
-private networks, host health, robots.txt with a deadline and RFC 9309's rules, and retries that
+private networks, robots.txt with a deadline and RFC 9309's rules, and retries that
 honour Retry-After and are not spent on hosts that never answered."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from scrapy.utils.misc import build_from_crawler, load_object
 from twisted.internet.error import DNSLookupError
 
 from crawler.dns import HostLookups, lookups_of
-from crawler.outcomes import TIMEOUTS, BlockedAddress, BlockedScheme, HostUnreachable, RobotsUnreachable, is_connection_failure
+from crawler.outcomes import TIMEOUTS, BlockedAddress, BlockedScheme, HostUnreachable, RobotsUnreachable
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -107,45 +107,6 @@ def retry_after_seconds(value: bytes | None) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-class HostHealthMiddleware:
-    """Ends the remaining URLs of a host that has never answered once `threshold` connections to it
-    in a row failed (refused, reset, timed out), as `host_unreachable`, without connecting again.
-
-    A host that has answered once (any HTTP status) is alive: its later failures stay per URL, so a
-    slow or flaky server is never condemned. Sits next to the downloader (after RetryMiddleware's
-    number), so it sees every exception before retries, and tells them whether the host has answered.
-    """
-
-    def __init__(self, threshold: int):
-        self.threshold = threshold
-        self.failures: dict[str, int] = {}
-        self.answered: set[str] = set()
-        self.condemned: dict[str, str] = {}
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        return cls(crawler.settings.getint("WEBTEXT_HOST_FAILURES"))
-
-    def process_request(self, request: Request, spider: Spider | None = None) -> None:
-        host = urlparse_cached(request).netloc  # a server is a host and port
-        why = self.condemned.get(host)
-        if why is not None:
-            raise HostUnreachable(f"{host} not contacted: {why}")
-
-    def process_response(self, request: Request, response: Response, spider: Spider | None = None):
-        self.answered.add(urlparse_cached(request).netloc)
-        return response
-
-    def process_exception(self, request: Request, exception: Exception, spider: Spider | None = None) -> None:
-        host = urlparse_cached(request).netloc
-        request.meta["webtext_host_answered"] = host in self.answered
-        if host in self.answered or not is_connection_failure(exception):
-            return
-        self.failures[host] = n = self.failures.get(host, 0) + 1
-        if n >= self.threshold and host not in self.condemned:
-            self.condemned[host] = f"{n} connections failed and none answered (last: {type(exception).__name__}: {exception})"[:300]
-
-
 class RetryAfterMiddleware(RetryMiddleware):
     """Scrapy's retries, honouring Retry-After on 429 and 503: waits that long (holding the request's
     domain slot, which is the polite thing) up to WEBTEXT_RETRY_AFTER_MAX_S; a longer wait is not
@@ -168,7 +129,7 @@ class RetryAfterMiddleware(RetryMiddleware):
 
     def process_exception(self, request: Request, exception: Exception, spider: Spider | None = None):
         if isinstance(exception, TIMEOUTS) and request.meta.get("webtext_host_answered") is False:
-            return None  # a host that never answered: another full timeout would only repeat that
+            return None  # a host that never answered (crawler.handlers): another timeout would only repeat that
         return super().process_exception(request, exception, spider)
 
 
