@@ -4,7 +4,7 @@ download, cached both ways (an unresolvable host fails its other URLs at once), 
 Scrapy's default resolver looks names up again for the connection, in a 10-thread pool, with no
 negative cache: a host that does not resolve costs a lookup per URL and retry, and a resolver that
 does not answer holds those threads. Here the guard resolves and checks a host once; the resolver
-Scrapy connects through (`LookupResolver`, `DNS_RESOLVER`) answers from the same cache, so the
+Scrapy connects through (`LookupResolver`, installed on the reactor) answers from the same cache, so the
 address that was checked is the address that is dialled.
 """
 
@@ -101,8 +101,8 @@ _LOOKUPS: dict[tuple, HostLookups] = {}
 
 
 def lookups_of(crawler) -> HostLookups:
-    """The process's one HostLookups for these settings, made by whichever user asks first (Scrapy
-    builds the resolver from its CrawlerProcess, the middlewares from the Crawler: one reactor)."""
+    """The process's one HostLookups for these settings (of a Crawler or CrawlerRunner), shared by the
+    address guard and the reactor's resolver."""
     s = crawler.settings
     key = (tuple(s.getlist("WEBTEXT_DNS_SERVERS")), s.getfloat("DNS_TIMEOUT"))
     if key not in _LOOKUPS:
@@ -112,14 +112,10 @@ def lookups_of(crawler) -> HostLookups:
 
 @implementer(IResolverSimple)
 class LookupResolver:
-    """Scrapy's `DNS_RESOLVER`: connections resolve through the crawl's HostLookups."""
+    """The reactor's resolver: connections resolve through the crawl's HostLookups."""
 
     def __init__(self, reactor, lookups: HostLookups):
         self.reactor, self.lookups = reactor, lookups
-
-    @classmethod
-    def from_crawler(cls, crawler, reactor):
-        return cls(reactor, lookups_of(crawler))
 
     def install_on_reactor(self) -> None:
         self.reactor.installResolver(self)

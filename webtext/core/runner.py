@@ -312,7 +312,7 @@ class Run:
         if resources.isolated:
             options["max_calls"] = 1
         remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
-        window = max(2, 2 * cpus())
+        window = max(2, int(2 * cpus() / resources.num_cpus))  # tasks of a fraction of a CPU: more at once
         results: dict[int, Any] = {}
         pending: dict[Any, int] = {}
         progress = Progress(f"{self.stage.name}: {desc or 'tasks'}", len(items))
