@@ -106,8 +106,8 @@ def table(rows: list[dict]) -> None:
         for system in SYSTEMS:
             p, r, f = (statistics.fmean(row["scores"][system][k] for row in group) for k in range(3))
             f1[system] = f
-            cells.append(f"{p:.3f}/{r:.3f}/{f:.3f}".rjust(20))
-        print(f"{name:<14}{len(group):>5}  " + "  ".join(cells) + f"   {f1['after'] - f1['bare']:+.3f}")
+            cells.append(f"{p:.3f}/{r:.3f}/{f:.4f}".rjust(20))
+        print(f"{name:<14}{len(group):>5}  " + "  ".join(cells) + f"   {f1['after'] - f1['bare']:+.4f}")
 
 
 def drops(rows: list[dict]) -> None:

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 
 MAX_WORDS = 12
+MAX_PER_PAGE = 3
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _DATE = (
     rf"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*,?\s+)?"
@@ -40,7 +41,7 @@ RULES: dict[str, re.Pattern] = {
     ),
     "photo_credit": re.compile(
         r"(?i)(?:(?:photo|image|picture|photograph|illustration|video)s?(?: credit| source| courtesy)?s?"
-        r"(?: by| courtesy(?: of)?)?\s*[:/|©].*|(?:credit|source|courtesy of):? .*(?:getty|shutterstock|reuters|afp"
+        r"(?: by| courtesy(?: of)?)?\s*[:/|©][^:]*|(?:credit|source|courtesy of):? .*(?:getty|shutterstock|reuters|afp"
         r"|\bap\b|istock|unsplash|alamy|photo|images?)\b.*|.*(?:/|\|| via) ?(?:getty images|shutterstock|reuters|afp"
         r"|ap photo|ap|istock(?:photo)?|unsplash|alamy)\)?\.?|©.*"
         r"|\([^()]*\b(?:photo|image|credit|getty|shutterstock)\b[^()]*\)\.?)"
@@ -52,16 +53,26 @@ RULES: dict[str, re.Pattern] = {
 }
 
 
-def remove_boilerplate_lines(text: str, rules: list[str], counts: Counter | None = None) -> str:
-    """`text` without the short lines that one of `rules` matches in full; `counts[rule]` += lines removed."""
+def remove_boilerplate_lines(text: str, rules: list[str], counts: Counter | None = None,
+                             code_lines: frozenset[str] = frozenset()) -> str:
+    """`text` without the short lines that one of `rules` matches in full; `counts[rule]` += lines removed.
+
+    The page's own `code_lines` are never touched (a short `Image: …` line in a config sample), nor is
+    a `key: value: …` line (`image: postgres:18` is not a photo credit). A rule that matches more than
+    `MAX_PER_PAGE` lines of one page removes none there: sixty dates are a list of posts, not a dateline.
+    """
     patterns = [(name, RULES[name]) for name in rules]
-    kept = []
-    for line in text.split("\n"):
-        if line and line.count(" ") < MAX_WORDS:
+    lines = text.split("\n")
+    matched: dict[int, str] = {}
+    for i, line in enumerate(lines):
+        if line and line.count(" ") < MAX_WORDS and line not in code_lines:
             rule = next((name for name, pattern in patterns if pattern.fullmatch(line)), None)
             if rule is not None:
-                if counts is not None:
-                    counts[rule] += 1
-                continue
-        kept.append(line)
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+                matched[i] = rule
+    found = Counter(matched.values())
+    drop = {i for i, rule in matched.items() if found[rule] <= MAX_PER_PAGE}
+    if counts is not None:
+        counts.update(rule for i, rule in matched.items() if i in drop)
+    if not drop:
+        return text
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(line for i, line in enumerate(lines) if i not in drop)).strip()

@@ -169,7 +169,7 @@ class Extractor:
             text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars, code)
             removed: Counter = Counter()
             if kind in self.config.line_rules_for:
-                text = remove_boilerplate_lines(text, self.config.line_rules, removed)
+                text = remove_boilerplate_lines(text, self.config.line_rules, removed, code)
             doc["outcomes"] = [f"page_type:{kind}"] + [f"line_removed:{rule}" for rule in removed.elements()]
         except Exception:  # one page's failure is that page's drop reason, never the batch's
             doc["drop_reason"] = "extraction_error"

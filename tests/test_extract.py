@@ -286,6 +286,15 @@ def test_each_line_rule_removes_its_lines_and_keeps_prose():
     assert remove_boilerplate_lines("\n".join(PROSE), list(RULES)) == "\n".join(PROSE)
 
 
+def test_line_rules_leave_code_and_lists_alone():
+    compose = "\n".join([PROSE[0], "services:", "image: postgres:18", "Image: Jane Smith"])
+    assert remove_boilerplate_lines(compose, ["photo_credit"]) == "\n".join([PROSE[0], "services:", "image: postgres:18"])
+    assert remove_boilerplate_lines(compose, ["photo_credit"], code_lines=frozenset(["Image: Jane Smith"])) == compose
+    archive = "\n".join(f"{PROSE[i % 4]}\nDec {i + 1}, 2025" for i in range(6))  # a list of posts and their dates
+    counts = Counter()
+    assert remove_boilerplate_lines(archive, ["date"], counts) == archive and not counts
+
+
 def news(og_type: str) -> bytes:
     """An article whose extracted text keeps a byline, a date, a photo credit and a share prompt."""
     body = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(6))
