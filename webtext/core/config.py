@@ -196,6 +196,12 @@ class ExtractConfig(Section):
         "we use cookies", "accept all cookies", "access denied", "403 forbidden", "page not found",
     ]
     max_boilerplate_phrases: int = Field(1, ge=0)
+    # Whole short lines of boilerplate removed (cleaning/boilerplate.py), on the page types named in
+    # `line_rules_for` (told from the page's markup: og:type, schema.org types, <article> count)
+    line_rules: list[Literal["share", "newsletter", "related", "photo_credit", "byline", "date"]] = [
+        "share", "newsletter", "related", "photo_credit", "byline", "date",
+    ]
+    line_rules_for: list[Literal["article", "forum", "product", "listing", "other"]] = ["article"]
 
 
 class DedupConfig(Section):
