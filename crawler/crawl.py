@@ -430,10 +430,13 @@ def crawl_sources(stage: Stage, inputs: list[str]) -> tuple[list[str], int]:
     return sources, estimate + check_inputs(stage, parquet)
 
 
+MIN_BUCKETS = 16  # a small crawl is still cut into units enough for a small cluster's workers
+
+
 def bucket_count(config: CrawlConfig, urls: int) -> int:
-    """`crawl.buckets`, fewer for a small input so that units are not needlessly small (a unit is a
-    process, and holds whole domains only)."""
-    return max(1, min(config.buckets, -(-urls // config.unit_urls)))
+    """About one bucket per `crawl.unit_urls` URLs, at least MIN_BUCKETS and at most `crawl.buckets`:
+    from the input size only, so the units do not depend on the cluster."""
+    return max(1, min(config.buckets, max(MIN_BUCKETS, -(-urls // config.unit_urls))))
 
 
 def crawl_plan(run: Run) -> StageStats:

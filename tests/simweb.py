@@ -279,7 +279,7 @@ async def _serve(web: Web, ready, control_port: int) -> None:
 def _run(web: Web, ready, control_port: int) -> None:
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(_serve(web, ready, control_port))
 

@@ -76,7 +76,7 @@ def test_hosts_that_never_answer_are_given_up_after_a_few_connections(tmp_path, 
     web = make_web(6, 240, seed=5, kinds=["refused", "blackhole", "healthy", "flaky", "errors", "healthy"], zipf=0.0,
                    names=False)
     with SimulatedWeb(web) as sim:
-        stats, pages, seconds = crawl(tmp_path, web, obey_robots_txt=False, timeout_s=2.0, host_failures=3,
+        _, pages, seconds = crawl(tmp_path, web, obey_robots_txt=False, timeout_s=2.0, host_failures=3,
                                       concurrent_requests_per_domain=4)
         served = sim_stats(sim)
     by_kind: dict[str, Counter] = {}
@@ -96,7 +96,7 @@ def test_hosts_that_never_answer_are_given_up_after_a_few_connections(tmp_path, 
 def test_an_unanswering_resolver_ends_every_name_at_its_deadline(tmp_path, local_ray):
     web = make_web(5, 50, seed=7, kinds=["healthy"])
     with SimulatedWeb(web) as sim:
-        stats, pages, seconds = crawl(tmp_path, web, dns_servers=[f"127.0.0.1:{web.silent_dns_port}"], dns_timeout_s=1.0)
+        _, pages, seconds = crawl(tmp_path, web, dns_servers=[f"127.0.0.1:{web.silent_dns_port}"], dns_timeout_s=1.0)
         served = sim_stats(sim)
     assert {row["status"] for row in pages} == {"dns_error"}
     assert all("no answer within 1 s" in row["error"] for row in pages)
@@ -109,7 +109,7 @@ def test_robots_txt_by_rfc_9309(tmp_path, local_ray):
     robots deadline (2 s), not the response timeout (30 s)."""
     web = make_web(3, 30, seed=9, kinds=["robots_4xx", "robots_5xx", "robots_hang"], zipf=0.0)
     with SimulatedWeb(web):
-        stats, pages, seconds = crawl(tmp_path, web, timeout_s=30.0, robots_timeout_s=2.0)
+        _, pages, seconds = crawl(tmp_path, web, timeout_s=30.0, robots_timeout_s=2.0)
     statuses = {host_of(web, row["url"]).kind: row["status"] for row in pages}
     assert statuses == {"robots_4xx": "ok", "robots_5xx": "robots_unreachable", "robots_hang": "host_unreachable"}
     assert seconds < 30
