@@ -5,8 +5,10 @@
 Three systems on the same pages in the same run: bare `trafilatura.extract` (bytes in, defaults),
 the project's Extractor text before the quality rules, and after them (a dropped page scores 0).
 Prints precision/recall/F1 overall and per page type, each drop reason per page type with the
-ground-truth size of the pages it dropped, and the CPU time per page of the Extractor vs bare
-trafilatura (the two are called alternately on every page, CPU time of this process).
+ground-truth size of the pages it dropped, the structural page type (`page_type`) against WCXB's
+label, each line rule's lines removed and its precision gain / recall loss (on the text before the
+quality rules, against the same text without that rule), and the CPU time per page of the Extractor
+vs bare trafilatura (the two are called alternately on every page, CPU time of this process).
 `--set` overrides ExtractConfig fields (e.g. `--set favor_recall=true`) to measure a setting.
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 import trafilatura
 import yaml
 
+from cleaning.boilerplate import remove_boilerplate_lines
 from cleaning.extract import Extractor
 from cleaning.filters import DocumentFilter
 from webtext.core.config import ExtractConfig
@@ -59,11 +62,13 @@ def load_pages(data: Path, limit: int | None) -> list[dict]:
 
 
 _extractor: Extractor | None = None
+_plain: Extractor | None = None  # the same without line rules, for the per-rule table (untimed)
 
 
 def _init(overrides: dict) -> None:
-    global _extractor
+    global _extractor, _plain
     _extractor = Extractor(ExtractConfig(**overrides))
+    _plain = Extractor(ExtractConfig(**{**overrides, "line_rules": []}))
 
 
 def run_chunk(chunk: list[dict]) -> list[dict]:
@@ -80,8 +85,11 @@ def run_chunk(chunk: list[dict]) -> list[dict]:
             else:
                 doc = _extractor.extract(row)
             timings[system] = time.process_time() - start
+        outcomes = doc["outcomes"] or []
+        touched = any(label.startswith("line_removed:") for label in outcomes)
         out.append({
-            "id": page["id"], "bare": bare, "before": doc["text"] or "",
+            "id": page["id"], "bare": bare, "before": doc["text"] or "", "outcomes": outcomes,
+            "plain": _plain.extract(row)["text"] or "" if touched else None,
             "drop_reason": doc["drop_reason"], "cpu_bare": timings["bare"], "cpu_project": timings["project"],
         })
     return out
@@ -98,8 +106,8 @@ def table(rows: list[dict]) -> None:
         for system in SYSTEMS:
             p, r, f = (statistics.fmean(row["scores"][system][k] for row in group) for k in range(3))
             f1[system] = f
-            cells.append(f"{p:.3f}/{r:.3f}/{f:.3f}".rjust(20))
-        print(f"{name:<14}{len(group):>5}  " + "  ".join(cells) + f"   {f1['after'] - f1['bare']:+.3f}")
+            cells.append(f"{p:.3f}/{r:.3f}/{f:.4f}".rjust(20))
+        print(f"{name:<14}{len(group):>5}  " + "  ".join(cells) + f"   {f1['after'] - f1['bare']:+.4f}")
 
 
 def drops(rows: list[dict]) -> None:
@@ -118,6 +126,39 @@ def drops(rows: list[dict]) -> None:
     if articles:
         dropped = sum(1 for r in articles if r["drop_reason"])
         print(f"article pages dropped: {dropped}/{len(articles)} = {dropped / len(articles):.2%}")
+
+
+def page_types(rows: list[dict]) -> None:
+    """The structural page type (what decides the line rules) against WCXB's label."""
+    found = Counter((r["type"], next((o[10:] for o in r["outcomes"] if o.startswith("page_type:")), "-")) for r in rows)
+    kinds = sorted({k for _, k in found})
+    print(f"\n{'WCXB type':<14}" + "".join(f"{k:>10}" for k in kinds) + "   (page_type from the markup)")
+    for t in TYPES:
+        print(f"{t:<14}" + "".join(f"{found[t, k]:>10}" for k in kinds))
+
+
+def line_rules(rows: list[dict], rules: list[str], score) -> None:
+    """Each rule alone on the text without line rules: lines removed, pages, and the change in mean
+    precision / recall / F1 over all pages and over WCXB's article pages (text before the filters)."""
+    touched = [r for r in rows if r["plain"] is not None]
+    print(f"\n{'line rule':<14}{'lines':>7}{'pages':>7}  {'all pages dP/dR/dF1':>26}  {'article pages dP/dR/dF1':>26}")
+    for rule in rules:
+        lines, pages, delta = 0, 0, {"all": [0.0] * 3, "article": [0.0] * 3}
+        for r in touched:
+            counts = Counter()
+            text = remove_boilerplate_lines(r["plain"], [rule], counts)
+            if not counts[rule]:
+                continue
+            lines, pages = lines + counts[rule], pages + 1
+            new, old = score(text, r["truth"]), score(r["plain"], r["truth"])
+            for group in ("all", "article") if r["type"] == "article" else ("all",):
+                delta[group] = [d + n - o for d, n, o in zip(delta[group], new, old)]
+        n_articles = sum(r["type"] == "article" for r in rows) or 1
+        cells = [f"{d[0] / n:+.4f}/{d[1] / n:+.4f}/{d[2] / n:+.4f}".rjust(26)
+                 for d, n in ((delta["all"], len(rows)), (delta["article"], n_articles))]
+        print(f"{rule:<14}{lines:>7}{pages:>7}  " + "  ".join(cells))
+    removed = Counter(o[13:] for r in rows for o in r["outcomes"] if o.startswith("line_removed:"))
+    print("lines removed in the run (the stage's outcomes): " + ", ".join(f"{k} {v}" for k, v in removed.most_common()))
 
 
 def main() -> None:
@@ -157,6 +198,8 @@ def main() -> None:
               f"(rightly dropped as wrong_language): {sorted(foreign)}")
         table([r for r in rows if r["id"] not in foreign])
     drops(rows)
+    page_types(rows)
+    line_rules(rows, config.line_rules, module.word_f1)
     cpu_bare = sum(r["cpu_bare"] for r in rows)
     cpu_project = sum(r["cpu_project"] for r in rows)
     print(f"\nCPU per page: Extractor {1000 * cpu_project / len(rows):.1f} ms, bare trafilatura "

@@ -11,7 +11,9 @@ chosen on the WCXB dev set with benchmarks/extraction_eval.py.
 
 from __future__ import annotations
 
+import re
 import time
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,16 +22,18 @@ from lxml.html import HtmlElement
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
+from cleaning.boilerplate import remove_boilerplate_lines
 from cleaning.encoding import decode_html
 from cleaning.filters import DocumentFilter, clean_line, clean_text, drop_repeated_lines
 from webtext.core.config import ExtractConfig
 from webtext.core.ids import url_id
 from webtext.core.schemas import DOCS, PAGES, PROVENANCE_FIELDS
-from webtext.core.stage import Resources, Stage, constant_default, null_default
+from webtext.core.stage import OUTCOMES, Resources, Stage, constant_default, null_default
 from webtext.core.tokenizer import gpt2_encoding
 
 DROP_REASON = pa.field("drop_reason", pa.string())
-EXTRACTED = DOCS.append(DROP_REASON)
+# `outcomes`: the page's structural type and one label per line a rule removed, counted in the stage's stats
+EXTRACTED = DOCS.append(DROP_REASON).append(pa.field(OUTCOMES, pa.list_(pa.string())))
 
 # Cheap title: the first of these that yields text (trafilatura's metadata pass costs ~20% of a page).
 TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h1//text()"]
@@ -37,6 +41,14 @@ TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h
 # <div>s: ~40 s). A tree this deep is skipped by the fallback; the check is one C-level XPath walk.
 TOO_DEEP = "boolean(" + "/*" * 250 + ")"
 CODE_BLOCKS = "//pre|//code"
+OG_TYPE = '//meta[@property="og:type" or @name="og:type"]/@content'
+LD_JSON = '//script[@type="application/ld+json"]/text()'
+LD_TYPE = re.compile(r'"@type"\s*:\s*(\[[^\]]*\]|"[^"]*")')
+ARTICLE_TYPES = {"Article", "NewsArticle", "BlogPosting", "Report", "TechArticle", "ScholarlyArticle", "LiveBlogPosting",
+                 "AnalysisNewsArticle", "OpinionNewsArticle", "ReportageNewsArticle", "ReviewNewsArticle"}
+FORUM_TYPES = {"DiscussionForumPosting", "QAPage", "Comment"}
+PRODUCT_TYPES = {"Product", "ProductGroup", "Offer"}
+LISTING_TYPES = {"ItemList", "CollectionPage", "SearchResultsPage"}
 
 
 def page_title(tree: HtmlElement) -> str | None:
@@ -45,6 +57,27 @@ def page_title(tree: HtmlElement) -> str | None:
         if found:
             return " ".join(found.split())[:1000]
     return None
+
+
+def page_type(tree: HtmlElement) -> str:
+    """What the page is, from its markup alone: `forum`, `product`, `listing`, `article` or `other`.
+
+    Read from og:type, the schema.org types of its JSON-LD and microdata, and how many `<article>`
+    elements it has (five or more: a list of teasers). A thread's or a shop's types win over an
+    article type the site template adds to every page. On WCXB dev: 537 of 793 article pages typed
+    `article`, 79 of 113 forum pages `forum`; 77 pages of other WCXB types typed `article`.
+    """
+    scripts = " ".join(tree.xpath(LD_JSON))
+    names = " ".join(LD_TYPE.findall(scripts)) + " " + " ".join(map(str, tree.xpath("//@itemtype")))
+    types = set(re.findall(r"\w+", names.replace("schema.org/", " ")))
+    og = next((str(v).strip().lower() for v in tree.xpath(OG_TYPE)), "")
+    if types & FORUM_TYPES:
+        return "forum"
+    if "product" in og or (types & PRODUCT_TYPES and not types & ARTICLE_TYPES):
+        return "product"
+    if (types & LISTING_TYPES and not types & ARTICLE_TYPES) or tree.xpath("count(//article)") >= 5:
+        return "listing"
+    return "article" if og == "article" or types & ARTICLE_TYPES else "other"
 
 
 def code_lines(tree: HtmlElement, min_chars: int) -> frozenset[str]:
@@ -76,13 +109,14 @@ class Extractor:
         self.filter = DocumentFilter(config)
         self.encoding = gpt2_encoding()
 
-    def text_and_title(self, html: str, url: str) -> tuple[str, str | None, frozenset[str]]:
-        """Main text, title and the page's code lines (read before trafilatura prunes the tree)."""
+    def text_and_title(self, html: str, url: str) -> tuple[str, str | None, frozenset[str], str]:
+        """Main text, title, the page's code lines and its type (read before trafilatura prunes the tree)."""
         c = self.config
         tree = trafilatura.load_html(html)
         if tree is None:
-            return "", None, frozenset()
+            return "", None, frozenset(), "other"
         title = None if c.full_metadata else page_title(tree)
+        kind = page_type(tree)
         fallback = c.fallback and not tree.xpath(TOO_DEEP)
         code = code_lines(tree, c.repeated_line_min_chars)
         # Fast mode cuts documentation pages short (one tab, one section) where full mode keeps them.
@@ -109,12 +143,12 @@ class Extractor:
                     other = without
             if len(other) > c.fallback_min_ratio * len(text):
                 text = other
-        return text, title, code
+        return text, title, code, kind
 
     def extract(self, row: dict) -> dict:
         """One pages row to one documents row (with `drop_reason` set when it is not kept)."""
         doc = {name: row.get(name) for name in EXTRACTED.names if name in row}
-        doc.update(id="", text="", drop_reason=None)
+        doc.update(id="", text="", drop_reason=None, outcomes=None)
         url = row.get("url")
         if not url or not isinstance(url, str):
             doc.update(url="", drop_reason="invalid_url")
@@ -131,8 +165,12 @@ class Extractor:
         start = time.thread_time()
         try:
             html = decode_html(body, row.get("content_type"))
-            text, title, code = self.text_and_title(html, row.get("final_url") or url)
+            text, title, code, kind = self.text_and_title(html, row.get("final_url") or url)
             text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars, code)
+            removed: Counter = Counter()
+            if kind in self.config.line_rules_for:
+                text = remove_boilerplate_lines(text, self.config.line_rules, removed, code)
+            doc["outcomes"] = [f"page_type:{kind}"] + [f"line_removed:{rule}" for rule in removed.elements()]
         except Exception:  # one page's failure is that page's drop reason, never the batch's
             doc["drop_reason"] = "extraction_error"
             return doc

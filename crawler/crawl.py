@@ -8,10 +8,12 @@ The plan (`crawl_plan`):
 3. the unit list is recorded with the fingerprint of the inputs and config (`_scratch/units.json`): it
    depends on neither the cluster size nor the order tasks ran in, so a rerun on any cluster reuses
    exactly the finished units (`part-<unit>.parquet` present) and never mixes stale parts;
-4. crawl: one fresh process per unit (Twisted's reactor cannot restart) runs Scrapy; fetched pages
-   stream to small chunk files; a unit killed midway reads its chunks back on rerun and fetches only
-   the rest. The unit's part file is then written chunk by chunk, joined to the input rows by URL, so
-   a unit's HTML is never all in memory.
+4. crawl: units run as Ray tasks of a fraction of a CPU (`crawl.units_per_cpu`: a unit mostly waits on
+   the network), units with the largest domain first; each worker process keeps one Twisted reactor
+   (it cannot restart) in a thread and runs Scrapy for unit after unit. Fetched pages stream to small
+   chunk files; a unit killed midway reads its chunks back on rerun and fetches only the rest. The
+   unit's part file is then written chunk by chunk, joined to the input rows by URL, so a unit's HTML
+   is never all in memory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from collections import Counter
 from urllib.parse import urlsplit
@@ -85,13 +88,23 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
         "RANDOMIZE_DOWNLOAD_DELAY": True,
         "AUTOTHROTTLE_ENABLED": config.autothrottle,
         "AUTOTHROTTLE_TARGET_CONCURRENCY": float(config.concurrent_requests_per_domain),
+        # Every domain starts at once (Scrapy's 5 s start delay held every new and every dead domain
+        # to one request per ~6 s); AutoThrottle then adapts each domain to its latency.
+        "AUTOTHROTTLE_START_DELAY": config.download_delay_s,
+        # Broad crawl: requests are taken for the domains with the fewest in flight, so requests of
+        # hosts that do not answer never fill the request slots of those that do.
+        "SCHEDULER_PRIORITY_QUEUE": "scrapy.pqueues.DownloaderAwarePriorityQueue",
         "DOWNLOAD_TIMEOUT": config.timeout_s,
+        "DNS_TIMEOUT": config.dns_timeout_s,
+        "WEBTEXT_DNS_SERVERS": config.dns_servers,
+        "WEBTEXT_CONNECT_TIMEOUT_S": min(config.connect_timeout_s, config.timeout_s),
+        "WEBTEXT_ROBOTS_TIMEOUT_S": min(config.robots_timeout_s, config.timeout_s),
+        "WEBTEXT_HOST_FAILURES": config.host_failures,
         "RETRY_ENABLED": config.retries > 0,
         "RETRY_TIMES": config.retries,
         "REDIRECT_MAX_TIMES": config.max_redirects,
         "DOWNLOAD_MAXSIZE": config.max_bytes,  # also caps the decompressed size (gzip bombs)
         "DOWNLOAD_WARNSIZE": 0,
-        "DNSCACHE_ENABLED": True,
         "COOKIES_ENABLED": False,
         "TELNETCONSOLE_ENABLED": False,
         "LOGSTATS_INTERVAL": 0,
@@ -106,7 +119,10 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
             "crawler.middlewares.RetryAfterMiddleware": 550,
         },
         # Only http(s) is ever fetched (the address guard refuses other schemes first, by scheme).
-        "DOWNLOAD_HANDLERS": {"file": None, "data": None, "s3": None, "ftp": None},
+        "DOWNLOAD_HANDLERS": {
+            "file": None, "data": None, "s3": None, "ftp": None,
+            "http": "crawler.handlers.HealthyHostsHandler", "https": "crawler.handlers.HealthyHostsHandler",
+        },
         "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
         "WEBTEXT_RETRY_AFTER_MAX_S": config.retry_after_max_s,
@@ -116,15 +132,44 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
     }
 
 
+_REACTOR = None
+
+
+def _reactor():
+    """This worker's Twisted reactor, running in a thread of its own from the first unit on: a reactor
+    cannot restart, and one worker process crawls unit after unit (its start and Scrapy's import paid
+    once)."""
+    global _REACTOR
+    if _REACTOR is None:
+        from scrapy.utils.reactor import install_reactor
+
+        install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
+        from twisted.internet import reactor
+
+        threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True, name="reactor").start()
+        _REACTOR = reactor
+    return _REACTOR
+
+
 def crawl_urls(urls: list[str], config: CrawlConfig, fetch_dir: str, **settings) -> None:
-    """Fetch `urls` with Scrapy in this process, streaming results to chunk files. Once per process."""
-    from scrapy.crawler import CrawlerProcess  # installs a reactor: only in the unit's own process
+    """Fetch `urls` with Scrapy on this process's reactor, streaming results to chunk files."""
+    from twisted.internet.threads import blockingCallFromThread
 
-    from crawler.spider import PageSpider
+    reactor = _reactor()
 
-    process = CrawlerProcess(scrapy_settings(config, fetch_dir) | settings)
-    process.crawl(PageSpider, urls=urls)
-    process.start(install_signal_handlers=False)
+    def start():
+        from scrapy.crawler import CrawlerRunner
+
+        from crawler.dns import LookupResolver, lookups_of
+        from crawler.spider import PageSpider
+
+        runner = CrawlerRunner(scrapy_settings(config, fetch_dir) | settings)
+        lookups = lookups_of(runner)
+        lookups.results.clear()  # one lookup per host and unit: a later unit looks again
+        LookupResolver(reactor, lookups).install_on_reactor()
+        return runner.crawl(PageSpider, urls=urls)
+
+    blockingCallFromThread(reactor, start)
 
 
 # -- step 1: split inputs into domain buckets -------------------------------------------------------
@@ -215,7 +260,8 @@ def units_task(task: UnitsTask) -> list[dict]:
                 end = nxt
         unit = f"{name}-u{len(units):04d}"
         storage.write_parquet(storage.join(task.units, f"{unit}.parquet"), rows.slice(start, end - start), compression="zstd")
-        units.append({"name": unit, "rows": end - start})
+        largest = max(Counter(domains[start:end]).values())
+        units.append({"name": unit, "rows": end - start, "largest_domain": largest})
         start = end
     return units
 
@@ -232,6 +278,8 @@ class UnitTask:
     config: CrawlConfig
     progress: bool = False
     niceness: int = 0
+    urls: int = 0
+    largest_domain: int = 0
 
 
 def fetched_urls(fetch_dir: str) -> tuple[set[str], int]:
@@ -382,10 +430,13 @@ def crawl_sources(stage: Stage, inputs: list[str]) -> tuple[list[str], int]:
     return sources, estimate + check_inputs(stage, parquet)
 
 
+MIN_BUCKETS = 16  # a small crawl is still cut into units enough for a small cluster's workers
+
+
 def bucket_count(config: CrawlConfig, urls: int) -> int:
-    """`crawl.buckets`, fewer for a small input so that units are not needlessly small (a unit is a
-    process, and holds whole domains only)."""
-    return max(1, min(config.buckets, -(-urls // config.unit_urls)))
+    """About one bucket per `crawl.unit_urls` URLs, at least MIN_BUCKETS and at most `crawl.buckets`:
+    from the input size only, so the units do not depend on the cluster."""
+    return max(1, min(config.buckets, max(MIN_BUCKETS, -(-urls // config.unit_urls))))
 
 
 def crawl_plan(run: Run) -> StageStats:
@@ -418,8 +469,13 @@ def crawl_plan(run: Run) -> StageStats:
             stats.outcomes.update(part_statuses(part))
             continue
         rows = storage.join(run.scratch, "units", f"{unit['name']}.parquet")
-        todo.append(UnitTask(unit["name"], rows, storage.join(run.scratch, "fetch", unit["name"]), part, config, progress, niceness))
-    for result in run.tasks(crawl_unit, todo, Resources(num_cpus=1, isolated=True), desc="crawl units"):
+        todo.append(UnitTask(unit["name"], rows, storage.join(run.scratch, "fetch", unit["name"]), part, config, progress, niceness,
+                             unit["rows"], unit.get("largest_domain", unit["rows"])))
+    # The largest domain sets a unit's least duration: those units start first, so the crawl's end is set
+    # by its slowest domain, not by when that domain's unit happened to start.
+    todo.sort(key=lambda task: (-task.largest_domain, -task.urls))
+    resources = Resources(num_cpus=1 / config.units_per_cpu)
+    for result in run.tasks(crawl_unit, todo, resources, desc="crawl units"):
         stats.output += result["rows"]
         stats.outcomes.update(result["statuses"])
     if not plan["units"]:
@@ -452,7 +508,7 @@ CRAWL = Stage(
     output=PAGES,
     plan=crawl_plan,
     non_null=("url",),
-    resources=Resources(num_cpus=1, isolated=True),
+    resources=Resources(num_cpus=1),
     resumable=True,
     description="URLs -> one pages row per URL (status, HTML), fetched politely with Scrapy",
 )

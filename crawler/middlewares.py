@@ -1,25 +1,25 @@
-"""Downloader middleware that keeps a crawler of user-submitted links out of private networks."""
+"""Downloader middlewares: the address guard that keeps a crawler of user-submitted links out of
+private networks, robots.txt with a deadline and RFC 9309's rules, and retries that
+honour Retry-After and are not spent on hosts that never answered."""
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
 import ipaddress
-import socket
 from datetime import datetime, timezone
 
 from scrapy import Request, Spider
-from scrapy.downloadermiddlewares import robotstxt
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import Response
+from scrapy.http.request import NO_CALLBACK
 from scrapy.utils.httpobj import urlparse_cached
-from twisted.internet.defer import Deferred
+from scrapy.utils.misc import build_from_crawler, load_object
+from twisted.internet.error import DNSLookupError
 
-
-class BlockedAddress(IgnoreRequest):
-    """The URL's host resolves to (or the response came from) a non-public address."""
-
+from crawler.dns import HostLookups, lookups_of
+from crawler.outcomes import TIMEOUTS, BlockedAddress, BlockedScheme, HostUnreachable, RobotsUnreachable
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
@@ -47,10 +47,6 @@ def is_public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-class BlockedScheme(IgnoreRequest):
-    """A URL (or redirect hop) that is not http(s): file:, data:, ftp:, s3: are never fetched."""
-
-
 class AddressGuardMiddleware:
     """Resolves each request's host and refuses non-public addresses.
 
@@ -59,13 +55,13 @@ class AddressGuardMiddleware:
     WEBTEXT_ALLOWED_NETWORKS (CIDRs) lets tests and the offline demo reach 127.0.0.0/8.
     """
 
-    def __init__(self, allowed_networks: list[str]):
+    def __init__(self, allowed_networks: list[str], lookups: HostLookups | None = None):
         self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
-        self.resolved: dict[str, list[str]] = {}  # per unit: one lookup per host, not per request
+        self.lookups = lookups or HostLookups([], 10.0)  # shared with the download (crawler.dns)
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler.settings.getlist("WEBTEXT_ALLOWED_NETWORKS"))
+        return cls(crawler.settings.getlist("WEBTEXT_ALLOWED_NETWORKS"), lookups_of(crawler))
 
     def permitted(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])
@@ -82,10 +78,7 @@ class AddressGuardMiddleware:
             ipaddress.ip_address(host.strip("[]"))
             addresses = [host.strip("[]")]
         except ValueError:
-            addresses = self.resolved.get(host)
-            if addresses is None:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-                addresses = self.resolved[host] = [info[4][0] for info in infos]
+            addresses = await self.lookups.addresses(host)
         blocked = [a for a in addresses if not self.permitted(a)]
         if blocked:
             raise BlockedAddress(f"{host} resolves to non-public address {blocked[0]}")
@@ -134,16 +127,68 @@ class RetryAfterMiddleware(RetryMiddleware):
                     await asyncio.sleep(delay)
         return super().process_response(request, response)
 
+    def process_exception(self, request: Request, exception: Exception, spider: Spider | None = None):
+        if isinstance(exception, TIMEOUTS) and request.meta.get("webtext_host_answered") is False:
+            return None  # a host that never answered (crawler.handlers): another timeout would only repeat that
+        return super().process_exception(request, exception, spider)
 
-class RobotsTxtMiddleware(robotstxt.RobotsTxtMiddleware):
-    """Scrapy's robots.txt middleware, fixed for the third and later requests that wait on one fetch.
 
-    Scrapy 2.19 hands every waiter the same Deferred; the first waiter's callback returns None, so
-    later waiters see no parser and are let through unchecked. Once the fetch has ended the parser is
-    stored by netloc, so read it from there.
+class RobotsTxtMiddleware:
+    """robots.txt, fetched once per host with its own deadline (WEBTEXT_ROBOTS_TIMEOUT_S), read by the
+    rules of RFC 9309: 2xx is parsed; 4xx means no rules (allow); 429 and 5xx mean complete disallow
+    (`robots_unreachable`); no answer at all means the host is unreachable (`host_unreachable`).
+
+    Scrapy's own middleware allows everything when robots.txt fails and parses a 5xx body as rules.
     """
 
-    async def robot_parser(self, request: Request):
-        parser = await super().robot_parser(request)
-        stored = self._parsers.get(urlparse_cached(request).netloc, parser)
-        return parser if isinstance(stored, Deferred) else stored
+    PRIORITY = 1000
+
+    def __init__(self, crawler):
+        settings = crawler.settings
+        if not settings.getbool("ROBOTSTXT_OBEY"):
+            raise NotConfigured
+        self.crawler = crawler
+        self.timeout = settings.getfloat("WEBTEXT_ROBOTS_TIMEOUT_S")
+        self.retries = min(1, settings.getint("RETRY_TIMES"))
+        self.useragent = settings["USER_AGENT"]
+        self.parser = load_object(settings["ROBOTSTXT_PARSER"])
+        self.rules: dict[str, asyncio.Future] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    async def process_request(self, request: Request, spider: Spider | None = None) -> None:
+        if request.meta.get("dont_obey_robotstxt"):
+            return
+        parts = urlparse_cached(request)
+        future = self.rules.get(parts.netloc)
+        if future is None:
+            future = self.rules[parts.netloc] = asyncio.ensure_future(self._fetch(f"{parts.scheme}://{parts.netloc}/robots.txt"))
+        rules = await asyncio.shield(future)
+        if isinstance(rules, Exception):
+            raise type(rules)(str(rules))
+        if rules is not None and not rules.allowed(request.url, self.useragent):
+            raise IgnoreRequest("Forbidden by robots.txt")
+
+    async def _fetch(self, url: str):
+        """The host's rules: a parser, None (no rules), or the exception every URL of the host ends with."""
+        request = Request(
+            url, priority=self.PRIORITY, callback=NO_CALLBACK,
+            meta={"dont_obey_robotstxt": True, "download_timeout": self.timeout, "max_retry_times": self.retries},
+        )
+        try:
+            response = await self.crawler.engine.download_async(request)
+        except IgnoreRequest as exc:
+            if "redirections" in str(exc):
+                return None  # RFC 9309 2.3.1.2: past the redirect limit, robots.txt is unavailable
+            return exc  # a blocked address or scheme, a host already condemned
+        except DNSLookupError as exc:
+            return exc
+        except Exception as exc:  # noqa: BLE001 - any failure to get an answer is "unreachable"
+            return HostUnreachable(f"robots.txt {url} unreachable ({type(exc).__name__}: {exc}): complete disallow"[:300])
+        if 200 <= response.status < 300:
+            return build_from_crawler(self.parser, self.crawler, response.body)
+        if response.status == 429 or response.status >= 500:
+            return RobotsUnreachable(f"robots.txt {url} answered HTTP {response.status}: complete disallow (RFC 9309)")
+        return None  # 4xx (and anything else that is not an error): no rules

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timezone
 
 import scrapy
 from scrapy import signals
-from scrapy.exceptions import IgnoreRequest, StopDownload
-from scrapy.spidermiddlewares.httperror import HttpError
-from twisted.internet import defer
-from twisted.internet import error as twisted_error
-from twisted.web._newclient import ResponseNeverReceived
+from scrapy.exceptions import StopDownload
 
-from crawler.middlewares import BlockedAddress, BlockedScheme
+from crawler.outcomes import failure_status
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 
@@ -21,45 +16,6 @@ HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 def is_html(content_type: str | None) -> bool:
     """Pages worth extracting; a missing Content-Type is given the benefit of the doubt."""
     return not content_type or content_type.split(";")[0].strip().lower() in HTML_TYPES
-
-
-def failure_status(exc: BaseException) -> str:
-    """The terminal status of a request that produced no usable response."""
-    if isinstance(exc, HttpError):
-        return "http_error"
-    if isinstance(exc, BlockedAddress):
-        return "blocked_address"
-    if isinstance(exc, BlockedScheme):
-        return "blocked_scheme"
-    if isinstance(exc, IgnoreRequest):
-        message = str(exc)
-        if "robots.txt" in message:
-            return "robots_denied"
-        if "redirections" in message:
-            return "redirect_loop"
-        if "DOWNLOAD_MAXSIZE" in message:
-            return "too_large"
-        return "ignored"
-    if isinstance(exc, (scrapy.exceptions.DownloadTimeoutError, twisted_error.TimeoutError, defer.TimeoutError)):
-        return "timeout"
-    if isinstance(exc, (scrapy.exceptions.CannotResolveHostError, twisted_error.DNSLookupError, socket.gaierror)):
-        return "dns_error"
-    if isinstance(exc, (scrapy.exceptions.DownloadCancelledError, defer.CancelledError)):
-        return "too_large"
-    if isinstance(
-        exc,
-        (
-            scrapy.exceptions.DownloadConnectionRefusedError,
-            scrapy.exceptions.DownloadFailedError,
-            scrapy.exceptions.ResponseDataLossError,
-            twisted_error.ConnectError,
-            twisted_error.ConnectionLost,
-            ResponseNeverReceived,
-            ConnectionError,
-        ),
-    ):
-        return "connection_error"
-    return "error"
 
 
 def _error_text(exc: BaseException, request) -> str:

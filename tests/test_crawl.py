@@ -64,7 +64,9 @@ def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     for path, expected in EXPECTED.items():
         assert status[server.url(path)] == expected, (path, rows_by_url[server.url(path)], hits.get(path))
     assert status["http://does-not-exist.invalid/page"] == "dns_error"
-    assert status["http://127.0.0.1:9/closed"] == "connection_error"
+    # nothing listens: robots.txt is refused twice, so the host is unreachable (RFC 9309: disallow)
+    assert status["http://127.0.0.1:9/closed"] == "host_unreachable"
+    assert "robots.txt" in rows_by_url["http://127.0.0.1:9/closed"][2]
     rows = {r["url"]: r for r in pages.to_pylist()}
     ok = rows[server.url("/ok")]
     assert ok["html"].startswith(b"<html>") and ok["http_status"] == 200

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import lxml.html
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cleaning.extract import EXTRACT, EXTRACTED, Extractor
+from cleaning.boilerplate import RULES, remove_boilerplate_lines
+from cleaning.extract import EXTRACT, EXTRACTED, Extractor, page_type
 from cleaning.filters import DocumentFilter, clean_text, drop_repeated_lines, duplicate_char_fraction
 from webtext.core.config import ExtractConfig
 from webtext.core.runner import run_stage
@@ -232,6 +236,88 @@ def test_language_id_reads_sentences_not_menus():
     assert lang == "en" and score > 0.9
 
 
+def typed(head: str = "", body: str = "<p>Text.</p>") -> str:
+    return page_type(lxml.html.fromstring(f"<html><head>{head}</head><body>{body}</body></html>"))
+
+
+LD = '<script type="application/ld+json">{{"@context": "https://schema.org", "@type": {}}}</script>'
+
+
+def test_page_type_is_read_from_the_markup():
+    assert typed('<meta property="og:type" content="article">') == "article"
+    assert typed(LD.format('"NewsArticle"')) == "article"
+    assert typed(body='<div itemscope itemtype="https://schema.org/BlogPosting"><p>Post.</p></div>') == "article"
+    # a thread's or a shop's types win over the article type a site template puts on every page
+    assert typed('<meta property="og:type" content="article">' + LD.format('"DiscussionForumPosting"')) == "forum"
+    assert typed(LD.format('["QAPage", "WebPage"]')) == "forum"
+    assert typed('<meta property="og:type" content="product">') == "product"
+    assert typed(LD.format('"Product"')) == "product"
+    assert typed(LD.format('"ItemList"')) == "listing"
+    assert typed('<meta property="og:type" content="article">', "<article><p>Teaser.</p></article>" * 5) == "listing"
+    assert typed('<meta property="og:type" content="website">', "<article><p>One post.</p></article>") == "other"
+
+
+RULE_LINES = {
+    "share": ["Share this article", "Share on Facebook", "Facebook | Twitter | Email"],
+    "newsletter": ["Sign up for our newsletter", "Get the best stories delivered straight to your inbox."],
+    "related": ["Related: Council approves the new bridge", "READ MORE:", "You may also like"],
+    "photo_credit": ["Photo: Jane Smith/Getty Images", "(AP Photo/Evan Vucci)", "Image credit: Shutterstock"],
+    "byline": ["By Jane Doe", "By Jane Doe and John Smith, Dec 10, 2025", "Written by Ana de la Cruz"],
+    "date": ["December 10, 2025", "Published: 10 Oct 2025 at 3:45 pm EST", "Updated 2025-10-01 | 5 min read"],
+}
+# Prose that starts like the boilerplate: a whole-line match is required, so these stay.
+PROSE = [
+    "Share prices fell sharply on Tuesday after the council published its budget.",
+    "By the end of the year the city will open the new bridge to traffic.",
+    "Related work on the river banks will start in December 10 days after the vote.",
+    "Photographers gathered outside the library before dawn to catch the first light.",
+]
+
+
+def test_each_line_rule_removes_its_lines_and_keeps_prose():
+    assert set(RULE_LINES) == set(RULES)
+    for rule, lines in RULE_LINES.items():
+        counts = Counter()
+        text = "\n".join([PROSE[0], *lines, *PROSE[1:]])
+        assert remove_boilerplate_lines(text, [rule], counts) == "\n".join(PROSE), rule
+        assert counts == {rule: len(lines)}, rule
+        others = [name for name in RULES if name != rule]
+        assert remove_boilerplate_lines(text, others) == text, rule  # no other rule takes these lines
+    assert remove_boilerplate_lines("\n".join(PROSE), list(RULES)) == "\n".join(PROSE)
+
+
+def test_line_rules_leave_code_and_lists_alone():
+    compose = "\n".join([PROSE[0], "services:", "image: postgres:18", "Image: Jane Smith"])
+    assert remove_boilerplate_lines(compose, ["photo_credit"]) == "\n".join([PROSE[0], "services:", "image: postgres:18"])
+    assert remove_boilerplate_lines(compose, ["photo_credit"], code_lines=frozenset(["Image: Jane Smith"])) == compose
+    archive = "\n".join(f"{PROSE[i % 4]}\nDec {i + 1}, 2025" for i in range(6))  # a list of posts and their dates
+    counts = Counter()
+    assert remove_boilerplate_lines(archive, ["date"], counts) == archive and not counts
+
+
+def news(og_type: str) -> bytes:
+    """An article whose extracted text keeps a byline, a date, a photo credit and a share prompt."""
+    body = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(6))
+    return (f'<html><head><meta property="og:type" content="{og_type}"><title>Library budget</title></head><body>'
+            "<article><h1>Library budget</h1><p>By Jane Doe</p><p>December 10, 2025</p>"
+            f"{body[:400]}<p>Photo: John Smith/Getty Images</p>{body[400:]}<p>Share this article</p>"
+            "</article></body></html>").encode()
+
+
+def test_line_rules_apply_to_article_pages_and_are_counted():
+    extractor = Extractor(ExtractConfig())
+    doc = extractor.extract(page("http://e.com/news", news("article")))
+    assert doc["drop_reason"] is None and SENTENCES[0] in doc["text"]
+    for line in ("By Jane Doe", "December 10, 2025", "Getty Images", "Share this article"):
+        assert line not in doc["text"], line
+    assert sorted(doc["outcomes"]) == ["line_removed:byline", "line_removed:date", "line_removed:photo_credit",
+                                       "line_removed:share", "page_type:article"]
+    other = extractor.extract(page("http://e.com/page", news("website")))  # not typed an article: untouched
+    assert "By Jane Doe" in other["text"] and other["outcomes"] == ["page_type:other"]
+    off = Extractor(ExtractConfig(line_rules=[])).extract(page("http://e.com/news", news("article")))
+    assert "By Jane Doe" in off["text"] and off["outcomes"] == ["page_type:article"]
+
+
 def test_extract_stage_on_ray_counts_every_page(tmp_path, local_ray):
     rows = [page(f"http://example.com/{i}", article().replace("Library", f"Library {i}").encode()) for i in range(5)]
     rows += [page("http://example.com/missing", None, status="http_error"), page("http://example.com/fr", article(lang_text=FRENCH).encode())]
@@ -239,6 +325,7 @@ def test_extract_stage_on_ray_counts_every_page(tmp_path, local_ray):
     stats = run_stage(EXTRACT, [str(tmp_path / "pages.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert (stats.input, stats.output) == (7, 5)
     assert dict(stats.dropped) == {"http_error": 1, "wrong_language": 1}
+    assert stats.outcomes == {"page_type:other": 6}  # no og:type: not an article, no line rules
     docs = pq.read_table(tmp_path / "docs")
     assert docs.num_rows == 5 and "drop_reason" not in docs.column_names
     assert set(docs.column("karma").to_pylist()) == {3}  # provenance travels with the document
@@ -249,3 +336,14 @@ def test_extract_stage_accepts_string_html_and_null_urls(tmp_path, local_ray):
     pq.write_table(pa.table({"url": ["http://x.org/a", None], "html": [article(), article()]}), tmp_path / "mine.parquet")
     stats = run_stage(EXTRACT, [str(tmp_path / "mine.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert (stats.output, dict(stats.dropped)) == (1, {"invalid_url": 1})
+
+
+def test_extract_stage_reports_the_lines_each_rule_removed(tmp_path, local_ray):
+    rows = [page(f"http://example.com/{i}", news("article").replace(b"Library", f"Library {i}".encode())) for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=PAGES), tmp_path / "pages.parquet")
+    stats = run_stage(EXTRACT, [str(tmp_path / "pages.parquet")], str(tmp_path / "docs"), ExtractConfig())
+    assert stats.output == 3 and dict(stats.outcomes) == {
+        "page_type:article": 3, "line_removed:byline": 3, "line_removed:date": 3,
+        "line_removed:photo_credit": 3, "line_removed:share": 3,
+    }
+    assert "outcomes" not in pq.read_table(tmp_path / "docs").column_names

@@ -105,7 +105,16 @@ class CrawlConfig(Section):
     # Scrapy's AutoThrottle adapts each domain's delay to its latency: on for the open web, off for
     # loopback demos and tests.
     autothrottle: bool = True
-    timeout_s: float = Field(default=10.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)  # a whole response
+    connect_timeout_s: float = Field(default=5.0, gt=0)  # a TCP connection, within timeout_s
+    robots_timeout_s: float = Field(default=5.0, gt=0)  # robots.txt; no answer in time: host_unreachable
+    # A host that never answered is given up (its other URLs end as host_unreachable) after this many
+    # failed connections in a row; one that has answered never is.
+    host_failures: int = Field(default=3, ge=1)
+    # Resolvers ("ip" or "ip:port") for host lookups; empty: the system's. One lookup per host per unit,
+    # failures cached, each bounded by dns_timeout_s.
+    dns_servers: list[str] = []
+    dns_timeout_s: float = Field(default=5.0, gt=0)
     retries: int = Field(default=2, ge=0)
     # 429/503 with Retry-After: waited for up to this many seconds, else the URL ends as http_error.
     retry_after_max_s: float = Field(default=60.0, ge=0)
@@ -117,11 +126,26 @@ class CrawlConfig(Section):
     # `unit_urls` URLs (whole domains); both are independent of the cluster size, so a rerun on any
     # cluster reuses the finished units.
     buckets: int = Field(default=1024, ge=1, le=65536)
-    unit_urls: int = Field(default=4000, ge=1)
+    unit_urls: int = Field(default=1000, ge=1)
+    # Units crawled at once per CPU: a unit mostly waits on the network, so one per CPU leaves CPUs idle.
+    units_per_cpu: int = Field(default=4, ge=1)
     # Fetched pages are checkpointed every `checkpoint_rows` pages or `checkpoint_s` seconds: a killed
     # unit refetches at most that many pages (plus those in flight) when it resumes.
     checkpoint_rows: int = Field(default=32, ge=1)
     checkpoint_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            host = server.rsplit(":", 1)[0] if server.count(":") == 1 else server
+            try:
+                ipaddress.ip_address(host)
+                if server.count(":") == 1:
+                    int(server.rsplit(":", 1)[1])
+            except ValueError:
+                raise ValueError(f"{server!r} is not a resolver address (ip or ip:port)") from None
+        return value
 
     @field_validator("allowed_networks")
     @classmethod
@@ -172,6 +196,12 @@ class ExtractConfig(Section):
         "we use cookies", "accept all cookies", "access denied", "403 forbidden", "page not found",
     ]
     max_boilerplate_phrases: int = Field(1, ge=0)
+    # Whole short lines of boilerplate removed (cleaning/boilerplate.py), on the page types named in
+    # `line_rules_for` (told from the page's markup: og:type, schema.org types, <article> count)
+    line_rules: list[Literal["share", "newsletter", "related", "photo_credit", "byline", "date"]] = [
+        "share", "newsletter", "related", "photo_credit", "byline", "date",
+    ]
+    line_rules_for: list[Literal["article", "forum", "product", "listing", "other"]] = ["article"]
 
 
 class DedupConfig(Section):

@@ -42,8 +42,8 @@ from ray.data.datasource import Datasink
 
 from webtext.core import storage
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, SCRATCH, AccountingError, InputError, Resources, Stage, StageError, StepContext
-from webtext.core.stage import conform_input, stage_task
+from webtext.core.stage import DROP_REASON, OUTCOMES, SCRATCH, AccountingError, InputError, Resources, Stage, StageError
+from webtext.core.stage import StepContext, conform_input, stage_task
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -205,10 +205,12 @@ class StageSink(Datasink):
     def __init__(self, out: str, schema: pa.Schema, compression: str = "zstd"):
         self.out, self.schema, self.compression = out, schema, compression
         self.counts: Counter = Counter()
+        self.outcomes: Counter = Counter()  # the batch function's `outcomes` labels, every row's
         self.written = 0
 
     def write(self, blocks, ctx) -> dict:
         counts: Counter = Counter()
+        outcomes: Counter = Counter()
         path = storage.join(self.out, f"part-{ctx.task_idx:05d}.parquet")
         rows = 0
         with storage.parquet_writer(path, self.schema, compression=self.compression) as writer:
@@ -219,18 +221,23 @@ class StageSink(Datasink):
                 reasons = table.column(DROP_REASON)
                 for value, n in zip(*(c.to_pylist() for c in reasons.value_counts().flatten())):
                     counts[value] += n
+                if OUTCOMES in table.column_names:
+                    labels = pc.list_flatten(table.column(OUTCOMES))
+                    for value, n in zip(*(c.to_pylist() for c in labels.value_counts().flatten())):
+                        outcomes[value] += n
                 kept = table.filter(pc.is_null(reasons))
                 if kept.num_rows:
                     writer.write_table(conform(kept, self.schema))
                     rows += kept.num_rows
         kept_count = counts.pop(None, 0)
-        return {"kept": kept_count, "written": rows, "dropped": dict(counts)}
+        return {"kept": kept_count, "written": rows, "dropped": dict(counts), "outcomes": dict(outcomes)}
 
     def on_write_complete(self, write_result) -> None:
         for result in write_result.write_returns:
             self.written += result["written"]
             self.counts[None] += result["kept"]
             self.counts.update(result["dropped"])
+            self.outcomes.update(result["outcomes"])
 
 
 # -- one run of a stage -----------------------------------------------------------------------------
@@ -286,7 +293,7 @@ def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ON
     if resources.isolated:
         options["max_calls"] = 1
     remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
-    window = max(2, 2 * cpus())
+    window = max(2, int(2 * cpus() / resources.num_cpus))  # tasks of a fraction of a CPU: more at once
     results: dict[int, Any] = {}
     pending: dict[Any, int] = {}
     progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
@@ -398,6 +405,7 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
         raise stage_failure(stage, exc, files[0] if len(files) == 1 else f"{len(files)} input files") from None
     stats.output = sink.counts.pop(None, 0)
     stats.dropped.update(sink.counts)
+    stats.outcomes.update(sink.outcomes)
     if sink.written != stats.output:
         raise AccountingError(f"{stage.name}: {stats.output} rows kept but {sink.written} written to {out}")
 

@@ -4,7 +4,9 @@ A stage is data, not plumbing: its name (also its command, config section and ou
 it counts, the input columns it requires and the optional ones with their defaults, its output
 schema, the resources one worker needs, and a setup that turns the stage's config section into a
 batch function. The batch function takes an Arrow table and returns the same rows, in the same
-order, with the stage's output columns and `drop_reason` (null: kept). Everything else (reading,
+order, with the stage's output columns and `drop_reason` (null: kept), and may add `outcomes` (a list of
+labels per row, e.g. what a cleaning rule removed), counted into the stage's non-dropping outcomes
+and never written. Everything else (reading,
 Ray scheduling, writing, counting, completion markers) is the runner's job (`webtext.core.runner`).
 
 Stages whose work is not one pass over rows (harvest's merge, dedup's clusters, shard writing)
@@ -29,6 +31,7 @@ from webtext.core import storage
 from webtext.core.stats import StageStats
 
 DROP_REASON = "drop_reason"
+OUTCOMES = "outcomes"  # optional list<string> column: labels counted per stage, not written
 
 BatchFn = Callable[[pa.Table], pa.Table]
 Default = Callable[[pa.Table], pa.Array]  # the value of an absent optional column, from the batch

@@ -61,6 +61,9 @@ REASONS = {
     "redirect_loop": "redirects that never reach a page",
     "robots_denied": "disallowed by the site's robots.txt",
     "timeout": "no response in time",
+    "host_unreachable": "host never answered (refused, silent, or robots.txt unreachable: RFC 9309 complete disallow)",
+    "robots_unreachable": "robots.txt answered 429 or 5xx: complete disallow (RFC 9309)",
+    "dns_error": "host name did not resolve in time",
 }
 
 
