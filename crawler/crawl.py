@@ -85,7 +85,7 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrent_requests_per_domain,
         "CONCURRENT_ITEMS": 1,  # one item per response: more only spawns idle tasks per response
         "DOWNLOAD_DELAY": config.download_delay_s,
-        "RANDOMIZE_DOWNLOAD_DELAY": True,
+        "DOWNLOAD_DELAY_JITTER": 0.5,  # each delay drawn from 0.5-1.5x DOWNLOAD_DELAY
         "AUTOTHROTTLE_ENABLED": config.autothrottle,
         "AUTOTHROTTLE_TARGET_CONCURRENCY": float(config.concurrent_requests_per_domain),
         # Every domain starts at once (Scrapy's 5 s start delay held every new and every dead domain

@@ -291,10 +291,7 @@ def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ON
     """
     if resources.threads > 1:
         return _run_threaded(stage, fn, items, resources, desc)
-    options = _remote_args(resources) | {"max_retries": 3}
-    if resources.isolated:
-        options["max_calls"] = 1
-    remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
+    remote = ray.remote(**_remote_args(resources) | {"max_retries": 3})(stage_task)
     window = max(2, 2 * cpus())
     results: dict[int, Any] = {}
     pending: dict[Any, int] = {}

@@ -79,7 +79,6 @@ class Resources:
     memory: int | None = None
     actors: int | None = None
     batch_size: int = 256
-    isolated: bool = False  # a fresh process per task
     threads: int = 1  # tasks one worker process runs at once (TaskWorker); its num_cpus is the process's
     env: tuple[tuple[str, str], ...] = ()  # environment of the worker processes (Ray gives them workers of their own)
 
