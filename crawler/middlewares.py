@@ -130,7 +130,7 @@ class RetryAfterMiddleware(RetryMiddleware):
     def process_exception(self, request: Request, exception: Exception, spider: Spider | None = None):
         if isinstance(exception, TIMEOUTS) and request.meta.get("webtext_host_answered") is False:
             return None  # a host that never answered (crawler.handlers): another timeout would only repeat that
-        return super().process_exception(request, exception, spider)
+        return super().process_exception(request, exception)
 
 
 class RobotsTxtMiddleware:
