@@ -29,7 +29,7 @@ from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.evalsets import name_of, read_evalset
 from webtext.core import runner, storage
 from webtext.core.schemas import conform
-from webtext.core.stage import Stage
+from webtext.core.stage import InputError, Stage
 
 BATCH = 4096  # documents hashed at a time
 
@@ -50,7 +50,7 @@ class EvalNgrams:
             names.append(name_of(str(entry)))
             per_set.append(np.unique(ngram_hashes(read_evalset(str(entry)), n)[0]))
         if len(set(names)) != len(names):
-            raise ValueError(f"eval sets with the same name: {', '.join(names)} (rename a file)")
+            raise InputError(f"eval sets with the same name: {', '.join(names)} (rename a file)")
         hashes = np.unique(np.concatenate(per_set)) if per_set else np.zeros(0, np.uint64)
         member = np.zeros((len(names), len(hashes)), bool)
         for i, h in enumerate(per_set):
@@ -165,7 +165,7 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
     written to SHARDS/overlap.json and returned. Needs Ray initialized (runner.init_ray)."""
     shards = storage.normalize(shards)
     if not evalsets:
-        raise ValueError("overlap needs at least one --evalset")
+        raise InputError("overlap needs at least one --evalset")
     evals = EvalNgrams.build(evalsets, ngram, false_positive_rate)
     scratch = storage.join(shards, "_overlap_scratch")
     files = runner.input_files(OVERLAP, [shards])
