@@ -397,7 +397,8 @@ def stage_failure(stage: Stage, exc: BaseException, where: str = "") -> Exceptio
         return storage.StorageError(f"{prefix}{line}")
     if isinstance(cause, StageError) and not match:
         return type(cause)(f"{prefix}{line}")
-    return BugError(f"{prefix}{kind}: {line}", str(exc))
+    details = str(exc) if str(cause) in str(exc) else f"{exc}\n\ncaused by (the worker's traceback):\n{cause}"
+    return BugError(f"{prefix}{kind}: {line}", details)
 
 
 def _describe(item: Any) -> str:
