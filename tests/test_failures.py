@@ -20,7 +20,8 @@ from tests.conftest import S3_PORT, free_ports
 from webtext import pipeline
 from webtext.cli import main
 
-ARTICLE = "<html><body><article>" + "<p>The quiet river ran past the old mill every morning of the year.</p>" * 20 + "</article></body></html>"
+PARAGRAPH = "<p>The quiet river ran past the old mill every morning of the year.</p>"
+ARTICLE = "<html><body><article>" + PARAGRAPH * 20 + "</article></body></html>"
 
 
 def write_pages(path, n=200):
