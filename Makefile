@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest tests -q
+
+# what to run on every change: no Ray, no servers, no processes (under 2 minutes)
+test-fast: install
+	$(BIN)/python -m pytest tests -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) webtext-demo-* .pytest_cache

@@ -79,6 +79,9 @@ def main():
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--units-per-cpu", type=int, default=None, help="crawl.units_per_cpu (default: the config's)")
+    parser.add_argument("--checkpoint-rows", type=int, default=None, help="crawl.checkpoint_rows (default: the config's)")
+    parser.add_argument("--skip-resume", action="store_true")
     args = parser.parse_args()
     hosts = [f"127.0.0.{i}" for i in range(2, 2 + args.hosts)]
     port = 18000 + os.getpid() % 1000
@@ -92,6 +95,10 @@ def main():
     urls = [f"http://{hosts[i % len(hosts)]}:{port}/page/{i}" for i in range(args.pages)]
     (work / "urls.txt").write_text("\n".join(urls) + "\n")
     config = dict(allowed_networks=["127.0.0.0/8"], autothrottle=False, timeout_s=10.0, retries=0, **CONCURRENCY)
+    if args.units_per_cpu:
+        config["units_per_cpu"] = args.units_per_cpu
+    if args.checkpoint_rows:
+        config["checkpoint_rows"] = args.checkpoint_rows
     stage = STAGE % {"cpus": args.cpus, "config": config}
     bare_rates, stage_rates, e2e = [], [], []
     for r in range(args.rounds):
@@ -110,6 +117,8 @@ def main():
     print(f"crawl stage / bare Scrapy per round: {', '.join(f'{x:.2f}x' for x in ratios)}; best of each: "
           f"{max(stage_rates) / max(bare_rates):.2f}x; end to end with Ray start {max(e2e) / max(bare_rates):.2f}x")
 
+    if args.skip_resume:
+        return
     # resume: kill at ~50%, rerun, count pages fetched twice
     shutil.rmtree(work / "out", ignore_errors=True)
     time.sleep(0.5)

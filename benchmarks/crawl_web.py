@@ -106,11 +106,14 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--cap", type=float, default=900.0, help="seconds after which the spider is stopped")
+    parser.add_argument("--cap", type=float, default=900.0, help="seconds after which the spider is stopped (0: no spider)")
     parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--units-per-cpu", type=int, default=None, help="crawl.units_per_cpu (default: the config's)")
     args = parser.parse_args()
     web = make_web(args.hosts, args.urls, seed=args.seed, names=False)
     config = dict(allowed_networks=["127.0.0.0/8"], **POLITENESS)
+    if args.units_per_cpu:
+        config["units_per_cpu"] = args.units_per_cpu
     robots_timeout = 5.0
     bound = web.lower_bound(POLITENESS["concurrent_requests_per_domain"], robots_timeout, POLITENESS["timeout_s"], POLITENESS["retries"])
     print(json.dumps(describe(web)))
@@ -131,6 +134,8 @@ def main() -> None:
                   f"{result['ended']} URLs ended, ok {outcomes['ok']} (simulator served {served}, a correct crawl "
                   f"{web.expected()['ok']}), peak worker RSS {peak:.0f} MB, CPU {cpu:.0f} s "
                   f"({1000 * cpu / len(urls):.2f} s per 1000 URLs, Ray included); {dict(outcomes)}", flush=True)
+            if args.cap <= 0:
+                continue
             bare, _, bare_cpu = run([sys.executable, "-c", BARE % POLITENESS, str(work / "urls.txt"), str(args.cap)])
             stopped = bare["ended"] < len(urls)
             print(f"round {r}: minimal spider {'stopped at' if stopped else 'ended in'} {bare['seconds']:.0f} s with "

@@ -8,9 +8,9 @@ The plan (`crawl_plan`):
 3. the unit list is recorded with the fingerprint of the inputs and config (`_scratch/units.json`): it
    depends on neither the cluster size nor the order tasks ran in, so a rerun on any cluster reuses
    exactly the finished units (`part-<unit>.parquet` present) and never mixes stale parts;
-4. crawl: units run as Ray tasks of a fraction of a CPU (`crawl.units_per_cpu`: a unit mostly waits on
-   the network), units with the largest domain first; each worker process keeps one Twisted reactor
-   (it cannot restart) in a thread and runs Scrapy for unit after unit. Fetched pages stream to small
+4. crawl: one worker process per CPU crawls `crawl.units_per_cpu` units at once (a unit mostly waits on
+   the network), units with the largest domain first; each worker keeps one Twisted reactor (it cannot
+   restart) in a thread and runs Scrapy crawls on it, unit after unit. Fetched pages stream to small
    chunk files; a unit killed midway reads its chunks back on rerun and fetches only the rest. The
    unit's part file is then written chunk by chunk, joined to the input rows by URL, so a unit's HTML
    is never all in memory.
@@ -85,7 +85,7 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
         "CONCURRENT_REQUESTS_PER_DOMAIN": config.concurrent_requests_per_domain,
         "CONCURRENT_ITEMS": 1,  # one item per response: more only spawns idle tasks per response
         "DOWNLOAD_DELAY": config.download_delay_s,
-        "RANDOMIZE_DOWNLOAD_DELAY": True,
+        "DOWNLOAD_DELAY_JITTER": 0.5,  # each delay drawn from 0.5-1.5x DOWNLOAD_DELAY
         "AUTOTHROTTLE_ENABLED": config.autothrottle,
         "AUTOTHROTTLE_TARGET_CONCURRENCY": float(config.concurrent_requests_per_domain),
         # Every domain starts at once (Scrapy's 5 s start delay held every new and every dead domain
@@ -133,21 +133,23 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
 
 
 _REACTOR = None
+_REACTOR_LOCK = threading.Lock()
 
 
 def _reactor():
     """This worker's Twisted reactor, running in a thread of its own from the first unit on: a reactor
-    cannot restart, and one worker process crawls unit after unit (its start and Scrapy's import paid
-    once)."""
+    cannot restart, and one worker process crawls several units at once and unit after unit (its
+    start and Scrapy's import paid once)."""
     global _REACTOR
-    if _REACTOR is None:
-        from scrapy.utils.reactor import install_reactor
+    with _REACTOR_LOCK:
+        if _REACTOR is None:
+            from scrapy.utils.reactor import install_reactor
 
-        install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
-        from twisted.internet import reactor
+            install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
+            from twisted.internet import reactor
 
-        threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True, name="reactor").start()
-        _REACTOR = reactor
+            threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True, name="reactor").start()
+            _REACTOR = reactor
     return _REACTOR
 
 
@@ -164,9 +166,7 @@ def crawl_urls(urls: list[str], config: CrawlConfig, fetch_dir: str, **settings)
         from crawler.spider import PageSpider
 
         runner = CrawlerRunner(scrapy_settings(config, fetch_dir) | settings)
-        lookups = lookups_of(runner)
-        lookups.results.clear()  # one lookup per host and unit: a later unit looks again
-        LookupResolver(reactor, lookups).install_on_reactor()
+        LookupResolver(reactor, lookups_of(runner)).install_on_reactor()  # the reactor's: one per worker
         return runner.crawl(PageSpider, urls=urls)
 
     blockingCallFromThread(reactor, start)
@@ -474,7 +474,7 @@ def crawl_plan(run: Run) -> StageStats:
     # The largest domain sets a unit's least duration: those units start first, so the crawl's end is set
     # by its slowest domain, not by when that domain's unit happened to start.
     todo.sort(key=lambda task: (-task.largest_domain, -task.urls))
-    resources = Resources(num_cpus=1 / config.units_per_cpu)
+    resources = Resources(num_cpus=1, threads=config.units_per_cpu)
     for result in run.tasks(crawl_unit, todo, resources, desc="crawl units"):
         stats.output += result["rows"]
         stats.outcomes.update(result["statuses"])

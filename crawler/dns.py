@@ -1,5 +1,5 @@
-"""Host lookups for a crawl: one asynchronous lookup per host, shared by the address guard and the
-download, cached both ways (an unresolvable host fails its other URLs at once), with a deadline.
+"""Host lookups for a crawl: one asynchronous lookup per host and worker process, shared by the
+address guard and the download, cached both ways (an unresolvable host fails its other URLs at once), with a deadline.
 
 Scrapy's default resolver looks names up again for the connection, in a 10-thread pool, with no
 negative cache: a host that does not resolve costs a lookup per URL and retry, and a resolver that

@@ -36,6 +36,17 @@ os.environ.update(
 )
 
 
+SLOW_FIXTURES = {"local_ray", "s3_server"}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that starts Ray or the S3 server is `slow`, as are the ones marked so (they start processes
+    or servers): `pytest -m "not slow"` is the subset to run on every change."""
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """A real S3 HTTP endpoint on 127.0.0.1 (moto's server mode) with one bucket; yields `s3://bucket`."""

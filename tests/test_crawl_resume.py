@@ -20,7 +20,7 @@ from webtext.core.schemas import PROVENANCE_FIELDS
 HOSTS = [f"127.0.0.{i}" for i in range(2, 7)]
 PER_HOST = 50
 CONFIG = dict(allowed_networks=["127.0.0.0/8"], autothrottle=False, timeout_s=5.0, retries=0, unit_urls=75,
-              concurrent_requests=8, concurrent_requests_per_domain=2, checkpoint_rows=8)
+              concurrent_requests=8, concurrent_requests_per_domain=2, checkpoint_rows=8, units_per_cpu=2)
 
 DRIVER = """
 import sys
@@ -70,10 +70,10 @@ def test_killed_crawl_resumes_without_refetching(tmp_path, local_ray):
         for s in servers:
             s.__exit__()
     refetched = sum(1 for key, n in before.items() if after[key] > n)
-    # only pages in flight or not yet flushed to a chunk when the process died are fetched again
-    # Refetched at most: the requests in flight, the rows not yet checkpointed, and a 10% margin for
-    # responses queued in Scrapy when the kill lands (the 3,000-URL benchmark measures 2.4%).
-    in_flight = CONFIG["concurrent_requests"] + CONFIG["checkpoint_rows"]
+    # Only pages in flight or not yet flushed to a chunk when the process died are fetched again: at
+    # most, for each unit being crawled (units_per_cpu on the one CPU), its requests in flight and its
+    # rows not yet checkpointed, and a 10% margin for responses queued in Scrapy when the kill lands.
+    in_flight = CONFIG["units_per_cpu"] * (CONFIG["concurrent_requests"] + CONFIG["checkpoint_rows"])
     assert refetched < 0.1 * len(before) + in_flight, (refetched, len(before))
     assert len(after) == len(urls) and stats.input == stats.output == len(urls) and stats.outcomes == {"ok": len(urls)}
     pages = pq.read_table(out)

@@ -138,7 +138,7 @@ class CrawlConfig(StageSection):
     # cluster reuses the finished units.
     buckets: int = Field(default=1024, ge=1, le=65536)
     unit_urls: int = Field(default=1000, ge=1)
-    # Units crawled at once per CPU: a unit mostly waits on the network, so one per CPU leaves CPUs idle.
+    # Units crawled at once by each worker process (one per CPU): a unit mostly waits on the network.
     units_per_cpu: int = Field(default=4, ge=1)
     # Fetched pages are checkpointed every `checkpoint_rows` pages or `checkpoint_s` seconds: a killed
     # unit refetches at most that many pages (plus those in flight) when it resumes.

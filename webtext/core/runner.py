@@ -46,7 +46,7 @@ from webtext.core.config import ConfigError
 from webtext.core.failures import DROPPED, ERRORS_LOG, BugError, DropSampler, ErrorTally
 from webtext.core.schemas import conform
 from webtext.core.stage import DROP_REASON, ERROR, OUTCOMES, SCRATCH, AccountingError, InputError, Resources, Stage, StageError
-from webtext.core.stage import StepContext, conform_input, stage_task
+from webtext.core.stage import StepContext, TaskWorker, conform_input, stage_task
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -322,11 +322,10 @@ def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ON
     Results must be small (counts, file names): they come back to the driver. At most a few
     tasks per CPU are in flight, so the driver's memory does not grow with the item count.
     """
-    options = _remote_args(resources) | {"max_retries": 3}
-    if resources.isolated:
-        options["max_calls"] = 1
-    remote = ray.remote(**options)(stage_task)  # max_calls (isolated) is not accepted by .options()
-    window = max(2, int(2 * cpus() / resources.num_cpus))  # tasks of a fraction of a CPU: more at once
+    if resources.threads > 1:
+        return _run_threaded(stage, fn, items, resources, desc)
+    remote = ray.remote(**_remote_args(resources) | {"max_retries": 3})(stage_task)
+    window = max(2, 2 * cpus())
     results: dict[int, Any] = {}
     pending: dict[Any, int] = {}
     progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
@@ -345,6 +344,42 @@ def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ON
                 raise stage_failure(stage, exc, _describe(items[i])) from None
             progress.advance(1)
         progress.maybe_print()
+    progress.close()
+    return [results[i] for i in range(len(items))]
+
+
+def _run_threaded(stage: Stage, fn: Callable, items: list, resources: Resources, desc: str) -> list:
+    """`run_tasks` on TaskWorker actors, up to `resources.threads` tasks in flight on each, items started
+    in the given order. A worker that dies is restarted and its tasks retried (as for plain tasks)."""
+    options = _remote_args(resources) | {"max_concurrency": resources.threads, "max_restarts": -1, "max_task_retries": 3}
+    count = max(1, min(int(cpus() / max(resources.num_cpus, 1e-9)), -(-len(items) // resources.threads)))
+    workers = [ray.remote(TaskWorker).options(**options).remote() for _ in range(count)]
+    load = dict.fromkeys(range(count), 0)
+    pending: dict[Any, tuple[int, int]] = {}
+    results: dict[int, Any] = {}
+    progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
+    queue = list(enumerate(items))
+    queue.reverse()
+    try:
+        while queue or pending:
+            while queue and min(load.values()) < resources.threads:
+                w = min(load, key=load.get)  # the least busy worker: the first items spread over all
+                i, item = queue.pop()
+                pending[workers[w].run.remote(fn, item)] = (i, w)
+                load[w] += 1
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
+            for ref in done:
+                i, w = pending.pop(ref)
+                load[w] -= 1
+                try:
+                    results[i] = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    raise stage_failure(stage, exc, _describe(items[i])) from None
+                progress.advance(1)
+            progress.maybe_print()
+    finally:
+        for worker in workers:
+            ray.kill(worker)
     progress.close()
     return [results[i] for i in range(len(items))]
 
