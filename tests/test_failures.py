@@ -82,8 +82,20 @@ class FlakyS3(BaseHTTPRequestHandler):
     failed = 0
     lock = threading.Lock()
 
+    def _body(self) -> bytes:
+        """The request body, un-chunked (the AWS SDK streams uploads with Transfer-Encoding: chunked)."""
+        if "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+            pass
+        return body
+
     def _forward(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self._body()
         with self.lock:
             fail = self.command in ("PUT", "POST") and FlakyS3.failed < FlakyS3.failures
             FlakyS3.failed += fail
@@ -95,14 +107,16 @@ class FlakyS3(BaseHTTPRequestHandler):
             self.wfile.write(error)
             return
         connection = http.client.HTTPConnection("127.0.0.1", S3_PORT, timeout=30)
-        connection.request(self.command, self.path, body, {k: v for k, v in self.headers.items() if k.lower() != "host"})
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "transfer-encoding", "content-length")}
+        connection.request(self.command, self.path, body, headers | {"Content-Length": str(len(body))})
         response = connection.getresponse()
         data = response.read()
         self.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
+        # a HEAD answer has no body but the object's length
+        self.send_header("Content-Length", response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
@@ -113,7 +127,6 @@ class FlakyS3(BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(run=False, reason="unfinished: the extract through this proxy did not finish within 200 s; to debug")
 def test_writes_that_fail_transiently_are_retried_to_a_complete_stage(tmp_path, s3_server):
     port = free_ports(1)[0]
     FlakyS3.failures, FlakyS3.failed = 4, 0
