@@ -130,7 +130,7 @@ _SETUPS: dict[str, Callable] = {}  # per worker process: setup once, reuse for e
 
 
 def _setup(stage: Stage, config: Any) -> Callable[[pa.Table], pa.Table]:
-    key = f"{stage.name}:{config_fingerprint(config)}"
+    key = f"{stage.name}:{stage.setup.__module__}.{stage.setup.__qualname__}:{config_fingerprint(config)}"
     if key not in _SETUPS:
         try:
             _SETUPS[key] = stage.setup(config)
