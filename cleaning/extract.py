@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
 from collections import Counter
 
 import pyarrow as pa
@@ -28,12 +29,12 @@ from cleaning.filters import DocumentFilter, clean_line, clean_text, drop_repeat
 from webtext.core.config import ExtractConfig
 from webtext.core.ids import url_id
 from webtext.core.schemas import DOCS, PAGES, PROVENANCE_FIELDS
-from webtext.core.stage import OUTCOMES, Resources, Stage, constant_default, null_default
+from webtext.core.stage import ERROR, OUTCOMES, Resources, Stage, constant_default, null_default
 from webtext.core.tokenizer import gpt2_encoding
 
 DROP_REASON = pa.field("drop_reason", pa.string())
 # `outcomes`: the page's structural type and one label per line a rule removed, counted in the stage's stats
-EXTRACTED = DOCS.append(DROP_REASON).append(pa.field(OUTCOMES, pa.list_(pa.string())))
+EXTRACTED = DOCS.append(DROP_REASON).append(pa.field(OUTCOMES, pa.list_(pa.string()))).append(pa.field(ERROR, pa.string()))
 
 # Cheap title: the first of these that yields text (trafilatura's metadata pass costs ~20% of a page).
 TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h1//text()"]
@@ -172,10 +173,12 @@ class Extractor:
                 text = remove_boilerplate_lines(text, self.config.line_rules, removed, code)
             doc["outcomes"] = [f"page_type:{kind}"] + [f"line_removed:{rule}" for rule in removed.elements()]
         except Exception:  # one page's failure is that page's drop reason, never the batch's
-            doc["drop_reason"] = "extraction_error"
+            doc.update(drop_reason="extraction_error", error=traceback.format_exc())
             return doc
-        if time.thread_time() - start > self.config.time_budget_s:
-            doc["drop_reason"] = "extraction_timeout"
+        seconds = time.thread_time() - start
+        if seconds > self.config.time_budget_s:
+            doc.update(drop_reason="extraction_timeout",
+                       error=f"extraction_timeout: {seconds:.1f} s of CPU, over extract.time_budget_s {self.config.time_budget_s:g}")
             return doc
         if not text:
             doc["drop_reason"] = "extraction_failed"
@@ -212,5 +215,6 @@ EXTRACT = Stage(
     # No memory reservation: on Ray Data it made the map tasks run one at a time on a 2-CPU node
     # (measured); 64 pages of at most max_html_bytes bound a batch instead.
     resources=Resources(num_cpus=1, batch_size=64),
+    error_reasons=("extraction_error", "extraction_timeout"),  # code that raised or ran away: the error budget
     description="main text of each page (trafilatura + resiliparse fallback), cleaned and filtered",
 )

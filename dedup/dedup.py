@@ -44,7 +44,8 @@ from dedup.minhash import band_keys, bands_rows, sign_with_shingles
 from webtext.core import storage
 from webtext.core.config import DedupConfig
 from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
-from webtext.core.stage import Resources, Stage, Step, StepContext, constant_default, null_default
+from webtext.core.failures import DropSink
+from webtext.core.stage import DROP_REASON, Resources, Stage, Step, StepContext, constant_default, null_default
 
 SIGN_BATCH = 2_000  # documents per numpy signature batch
 ROWS_PER_BUCKET = 2_000_000  # key rows per candidates task
@@ -73,6 +74,7 @@ class Job:
     components: str  # labels/<round>/<partition>.parquet; msgs/<round>/<partition>/
     clusters: str  # <chunk>/<partition>.parquet: (row, cluster, reason)
     out: str
+    drops: DropSink  # where the filter hands the duplicates it removes (the stage's `_dropped/` examples)
 
 
 @dataclass(frozen=True)
@@ -346,6 +348,7 @@ def _filter(task: ChunkTask) -> dict:
     drop = pa.array(reason.tolist(), pa.string())
     kept = table.filter(pc.is_null(drop))
     storage.write_parquet(storage.join(job.out, f"part-{chunk.index:05d}.parquet"), conform(kept, OUTPUT))
+    job.drops.write(table.append_column(DROP_REASON, drop).filter(pc.is_valid(drop)), f"part-{chunk.index:05d}")
     counts = Counter(r for r in reason.tolist() if r is not None)
     return {"kept": kept.num_rows, "dropped": dict(counts)}
 
@@ -367,7 +370,7 @@ def _job(ctx: StepContext) -> Job:
     buckets = config.buckets or max(1, -(-key_rows // ROWS_PER_BUCKET))
     parts = max(NODE_PARTS, -(-documents // 1_000_000) * NODE_PARTS)
     folders = [ctx.folder(step) for step in ("signatures", "candidates", "pairs", "verify", "components", "clusters")]
-    return Job(config, buckets, parts, bands, rows, *folders, ctx.out)
+    return Job(config, buckets, parts, bands, rows, *folders, ctx.out, ctx.drops("filter"))
 
 
 def _chunk_tasks(ctx: StepContext) -> list[ChunkTask]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from webtext.core import storage
+from webtext.core.stage import InputError
 
 _WIKITEXT_ESCAPES = [(" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", ".")]
 _SPACE_BEFORE = re.compile(r" ([.,;:!?%)\]}]|'s\b|'re\b|'ve\b|'ll\b|'d\b|'m\b|n't\b)")
@@ -66,7 +67,7 @@ def read_evalset(entry) -> list[str]:
             return [t for t in table.column(0).to_pylist() if isinstance(t, str) and t.strip()]
         text = storage.read_bytes(location).decode("utf-8")
     except (OSError, KeyError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
-        raise ValueError(f"{location}: cannot read eval set: {exc}") from exc
+        raise InputError(f"{location}: cannot read eval set: {exc}") from exc
     if lower.endswith((".jsonl", ".json")):
         field = column or "text"
         texts = []
@@ -76,9 +77,9 @@ def read_evalset(entry) -> list[str]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{location}:{lineno}: not JSON: {exc}") from exc
+                raise InputError(f"{location}:{lineno}: not JSON: {exc}") from exc
             if not isinstance(record, dict) or not isinstance(record.get(field), str):
-                raise ValueError(f"{location}:{lineno}: expected an object with a string {field!r}")
+                raise InputError(f"{location}:{lineno}: expected an object with a string {field!r}")
             texts.append(record[field])
         return texts
     lines = [line for line in text.splitlines() if line.strip()]

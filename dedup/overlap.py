@@ -29,7 +29,8 @@ from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.evalsets import name_of, read_evalset
 from webtext.core import runner, storage
 from webtext.core.schemas import conform
-from webtext.core.stage import Stage
+from webtext.core.failures import DropSink
+from webtext.core.stage import DROP_REASON, InputError, Stage
 
 BATCH = 4096  # documents hashed at a time
 
@@ -50,7 +51,7 @@ class EvalNgrams:
             names.append(name_of(str(entry)))
             per_set.append(np.unique(ngram_hashes(read_evalset(str(entry)), n)[0]))
         if len(set(names)) != len(names):
-            raise ValueError(f"eval sets with the same name: {', '.join(names)} (rename a file)")
+            raise InputError(f"eval sets with the same name: {', '.join(names)} (rename a file)")
         hashes = np.unique(np.concatenate(per_set)) if per_set else np.zeros(0, np.uint64)
         member = np.zeros((len(names), len(hashes)), bool)
         for i, h in enumerate(per_set):
@@ -96,6 +97,7 @@ class Scan:
     drop: bool = True
     stage: Stage | None = None
     output: pa.Schema | None = None
+    drops: DropSink | None = None  # where the dropped documents go (the stage's `_dropped/` examples)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ def scan_chunk(task: ScanTask) -> dict:
         bad = pc.greater_equal(matches, scan.min_matches)
         kept = table.filter(pc.invert(bad)) if scan.drop else table
         dropped = len(texts) - kept.num_rows
+        if scan.drops is not None and scan.drop:
+            reason = pa.array(["contaminated"] * len(texts), pa.string())
+            scan.drops.write(table.append_column(DROP_REASON, reason).filter(bad), f"part-{chunk.index:05d}")
         storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
         result["dropped"] = {"contaminated": dropped} if dropped else {}
         result["kept"] = kept.num_rows
@@ -165,7 +170,7 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
     written to SHARDS/overlap.json and returned. Needs Ray initialized (runner.init_ray)."""
     shards = storage.normalize(shards)
     if not evalsets:
-        raise ValueError("overlap needs at least one --evalset")
+        raise InputError("overlap needs at least one --evalset")
     evals = EvalNgrams.build(evalsets, ngram, false_positive_rate)
     scratch = storage.join(shards, "_overlap_scratch")
     files = runner.input_files(OVERLAP, [shards])

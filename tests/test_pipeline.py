@@ -53,6 +53,20 @@ def test_reduced_demo_drops_every_planted_reason_and_trains(tmp_path, local_ray,
     assert "loss" in out and (Path(config.out_dir) / "train" / "ckpt.pt").exists()
     assert "webtext inspect" in out
 
+    # Every planted drop has examples to look at, a planted demo page among them (the harvest's and
+    # the crawl's drops have none yet: their code, in crawler/, does not hand drops to the sampler).
+    from webtext.cli import main
+
+    card = (Path(config.out_dir) / "shards" / "README.md").read_text()
+    for stage, reasons in PLANTED_REASONS.items():
+        if stage == "harvest":
+            continue
+        for reason in reasons:
+            assert main(["inspect", stage_dir(config, stage), "--dropped", reason, "-n", "1"]) == 0
+            shown = capsys.readouterr().out
+            assert f"example(s) of {reason}, showing 1" in shown and "url: http://127.0.0.1:" in shown, shown
+            assert f"[examples](../{stage}/_dropped/{reason}.parquet)" in card
+
     # A rerun with dedup.threshold changed redoes dedup and what follows it, nothing before it.
     markers = {name: Path(stage_dir(config, name), MARKER) for name in STAGES}
     before = {name: path.stat().st_mtime_ns for name, path in markers.items()}

@@ -98,15 +98,15 @@ def test_completion_marker_skips_unchanged_and_reruns_changed(tmp_path, local_ra
     (tmp_path / "in").mkdir()
     write_docs(tmp_path / "in", n=50, files=1)
     out = str(tmp_path / "out")
-    first = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3})
+    first = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3, "max_error_fraction": 0.05})  # "boom": 1 of 50
     part = storage.list_files(out)[0]
     mtime = storage.info(part).mtime_ns
-    again = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3})
+    again = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3, "max_error_fraction": 0.05})
     assert again.to_dict() == first.to_dict() and storage.info(part).mtime_ns == mtime  # skipped
-    changed = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5})  # config changed: rerun
+    changed = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5, "max_error_fraction": 0.05})  # config changed: rerun
     assert changed.dropped["too_short"] > first.dropped["too_short"]
     write_docs(tmp_path / "in", n=60, files=1)  # input changed: rerun
-    assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5}).input == 60
+    assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5, "max_error_fraction": 0.05}).input == 60
 
 
 def test_fingerprint_changes_with_the_code_of_the_stage(tmp_path, monkeypatch):
@@ -130,19 +130,22 @@ def test_fingerprint_changes_with_the_code_of_the_stage(tmp_path, monkeypatch):
 
 
 def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, local_ray):
-    from webtext.core.runner import StageError
+    from webtext.core.failures import BugError
 
     def bad_setup(config):
         raise config("model file /models/lid.bin is missing\nsecond line of detail")
 
     (tmp_path / "in").mkdir()
     write_docs(tmp_path / "in", n=10, files=1)
-    with pytest.raises(InputError) as caught:  # a ValueError/OSError from stage code: bad input, exit 2
-        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o1"), ValueError)
+    with pytest.raises(InputError) as caught:  # bad input, raised where it is checked: exit 2
+        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o1"), InputError)
     assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: model file /models/lid.bin is missing"
-    with pytest.raises(StageError) as caught:  # anything else: the stage failed, exit 1
-        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o2"), RuntimeError)
-    assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: RuntimeError: model file /models/lid.bin is missing"
+    with pytest.raises(BugError) as caught:  # any other ValueError is a bug: exit 1, with its traceback
+        run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o2"), ValueError)
+    log = tmp_path / "o2" / "_errors.log"
+    assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: ValueError: model file /models/lid.bin is missing (traceback in {log})"
+    assert "in bad_setup" in log.read_text()  # the worker's traceback
+    assert not (tmp_path / "o2" / "_COMPLETE.json").exists()
 
 
 def task_logging_rule(config):

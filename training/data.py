@@ -24,13 +24,14 @@ import xxhash
 
 from training.tokenizer import EOT, gpt2_encoding
 from webtext.core import manifest, storage
+from webtext.core.stage import InputError
 
 TOKENS_INDEX = "tokens.json"
 TOKENS_FORMAT = "webtext-tokens-1"
 SPLITS = ("train", "val")
 
 
-class EmptySplitError(ValueError):
+class EmptySplitError(InputError):
     """A consumer whose units hold no document of the split it reads (e.g. a tiny held-out split)."""
 
 
@@ -75,31 +76,31 @@ def open_source(location) -> Source:
         try:
             metadata = storage.parquet_metadata(path)
         except Exception as exc:
-            raise ValueError(f"{path}: cannot read Parquet shard: {exc}") from exc
+            raise InputError(f"{path}: cannot read Parquet shard: {exc}") from exc
         names = metadata.schema.names
         if "text" not in names:
-            raise ValueError(f"{path}: shard has no 'text' column")
+            raise InputError(f"{path}: shard has no 'text' column")
         key_columns.add("id" if "id" in names else "text")
         units += [(i, g, 0, 0) for g in range(metadata.num_row_groups) if metadata.row_group(g).num_rows]
     if len(key_columns) > 1:
-        raise ValueError(f"{loc}: some shards have an 'id' column and some do not")
+        raise InputError(f"{loc}: some shards have an 'id' column and some do not")
     return Source(loc, "parquet", files, units, key_columns.pop())
 
 
 def _token_source(loc: str) -> Source:
     index = storage.read_json(storage.join(loc, TOKENS_INDEX))
     if index.get("format") != TOKENS_FORMAT:
-        raise ValueError(f"{storage.join(loc, TOKENS_INDEX)}: format {index.get('format')!r}, expected {TOKENS_FORMAT!r}")
+        raise InputError(f"{storage.join(loc, TOKENS_INDEX)}: format {index.get('format')!r}, expected {TOKENS_FORMAT!r}")
     files, units = [], []
     for i, entry in enumerate(index["files"]):
         path = storage.join(loc, entry["file"])
         if not storage.exists(path) or storage.size(path) != 2 * entry["tokens"]:
-            raise ValueError(f"{path}: missing or not {entry['tokens']} tokens long as {TOKENS_INDEX} says")
+            raise InputError(f"{path}: missing or not {entry['tokens']} tokens long as {TOKENS_INDEX} says")
         files.append(path)
         bounds = np.cumsum([0, *entry["groups"]]).tolist()
         units += [(i, g, a, b) for g, (a, b) in enumerate(zip(bounds, bounds[1:])) if b > a]
     if not units:
-        raise ValueError(f"{loc}: token shards hold no documents")
+        raise InputError(f"{loc}: token shards hold no documents")
     return Source(loc, "tokens", files, units)
 
 
@@ -116,9 +117,9 @@ class PackedLoader:
                  split: str = "train", val_fraction: float = 0.0):
         self.source = source if isinstance(source, Source) else open_source(source)
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+            raise InputError(f"split must be one of {SPLITS}, not {split!r}")
         if len(self.source.units) < world_size:
-            raise ValueError(f"{self.source.location}: {len(self.source.units)} units (row groups or document runs) "
+            raise InputError(f"{self.source.location}: {len(self.source.units)} units (row groups or document runs) "
                              f"cannot feed {world_size} consumers (ranks x workers); write smaller row groups")
         self.batch_size, self.block_size = batch_size, block_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
@@ -199,7 +200,7 @@ class PackedLoader:
         mine = self.state_dict()
         for key in ("source", "world_size", "rank", "split", "seed"):
             if state.get(key) != mine[key]:
-                raise ValueError(f"loader state was saved with {key} {state.get(key)!r}, this run has {mine[key]!r} "
+                raise InputError(f"loader state was saved with {key} {state.get(key)!r}, this run has {mine[key]!r} "
                                  "(other shards, seed, or number of ranks x workers)")
         self.epoch, self.unit, self.offset = state["epoch"], state["unit"], state["offset"]
         self._flat = None if self.offset == 0 else self._unit_tokens()
@@ -220,7 +221,7 @@ class TrainStream(torch.utils.data.IterableDataset):
         self.batches = state["batches"] if state else 0
         self.states = state["workers"] if state else [self._loader(w).state_dict() for w in range(self.workers)]
         if len(self.states) != self.workers:
-            raise ValueError(f"checkpoint was written with {len(self.states)} DataLoader workers per rank, "
+            raise InputError(f"checkpoint was written with {len(self.states)} DataLoader workers per rank, "
                              f"this run has num_workers {self.workers}; use the same number to resume")
 
     def _loader(self, logical: int) -> PackedLoader:

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from training.model import GPT, GPTConfig
 from training.tokenizer import gpt2_encoding
 from webtext.core import storage
+from webtext.core.stage import InputError
 
 
 def load_model(location, device: str = "cpu") -> GPT:
@@ -70,7 +71,7 @@ def perplexity(model: GPT, tokens: list[int], stride: int | None = None, device:
     block = model.config.block_size
     stride = stride or block // 2
     if len(tokens) < 2 or not 0 < stride <= block:
-        raise ValueError(f"perplexity needs at least 2 tokens (got {len(tokens)}) and 0 < stride <= {block} (got {stride})")
+        raise InputError(f"perplexity needs at least 2 tokens (got {len(tokens)}) and 0 < stride <= {block} (got {stride})")
     ids = torch.tensor(tokens, dtype=torch.long, device=device)
     nll, scored, prev_end = 0.0, 0, 0
     for begin in range(0, max(1, len(tokens) - 1), stride):
@@ -103,7 +104,7 @@ def lambada_accuracy(model: GPT, lines: list[str], device: str = "cpu") -> dict:
     for line_number, line in enumerate(lines, 1):
         text = json.loads(line)["text"]
         if " " not in text.strip():
-            raise ValueError(f"LAMBADA line {line_number}: no last word to predict")
+            raise InputError(f"LAMBADA line {line_number}: no last word to predict")
         context, word = text.rstrip().rsplit(" ", 1)
         context_ids, target_ids = encoding.encode_ordinary(context), encoding.encode_ordinary(" " + word)
         ids = (context_ids + target_ids)[-(block + 1):]

@@ -17,6 +17,7 @@ from safetensors.torch import save as save_safetensors
 
 from training.model import GPT, GPTConfig
 from webtext.core import storage
+from webtext.core.stage import InputError
 
 CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
@@ -47,10 +48,10 @@ def load_hf(location) -> GPT:
     config_path, weights_path = storage.join(location, "config.json"), storage.join(location, "model.safetensors")
     config = storage.read_json(config_path)
     if config.get("model_type") != "gpt2" or config.get("activation_function", "gelu_new") != "gelu_new":
-        raise ValueError(f"{config_path}: not a GPT-2 model (model_type {config.get('model_type')!r}, "
+        raise InputError(f"{config_path}: not a GPT-2 model (model_type {config.get('model_type')!r}, "
                          f"activation {config.get('activation_function')!r})")
     if config.get("n_inner") not in (None, 4 * config["n_embd"]):
-        raise ValueError(f"{config_path}: n_inner {config['n_inner']} is not 4 x n_embd, which this GPT assumes")
+        raise InputError(f"{config_path}: n_inner {config['n_inner']} is not 4 x n_embd, which this GPT assumes")
     model = GPT(GPTConfig(block_size=config["n_positions"], vocab_size=config["vocab_size"], n_layer=config["n_layer"],
                           n_head=config["n_head"], n_embd=config["n_embd"]))
     state = {}
@@ -62,7 +63,7 @@ def load_hf(location) -> GPT:
     state["lm_head.weight"] = state["transformer.wte.weight"]
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: missing {missing[:3]}, unexpected {unexpected[:3]} parameter(s)")
+        raise InputError(f"{weights_path}: missing {missing[:3]}, unexpected {unexpected[:3]} parameter(s)")
     return model
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from training.data import TOKENS_FORMAT, TOKENS_INDEX, document_hashes, open_source, read_token_index
 from training.tokenizer import EOT, gpt2_encoding
 from webtext.core import storage
+from webtext.core.stage import InputError
 
 
 def tokenize_file(src: str, out_dir: str, name: str) -> dict:
@@ -56,7 +57,7 @@ def tokenize_shards(shards, out, workers: int | None = None, use_ray: bool = Fal
     """Every shard of `shards` (manifest or plain Parquet folder) -> token shards in `out`; returns the index."""
     source = open_source(shards)
     if source.kind != "parquet":
-        raise ValueError(f"{source.location}: already token shards")
+        raise InputError(f"{source.location}: already token shards")
     out = storage.normalize(out)
     storage.makedirs(out)
     jobs = [(path, out, f"tokens-{i:05d}") for i, path in enumerate(source.files)]

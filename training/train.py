@@ -31,6 +31,7 @@ from training.data import EmptySplitError, PackedLoader, TrainStream, open_sourc
 from training.model import build_model
 from training.tokenizer import gpt2_encoding
 from webtext.core import storage
+from webtext.core.stage import InputError
 from webtext.core.config import TrainConfig
 
 CHECKPOINT = "ckpt.pt"
@@ -39,7 +40,7 @@ METRICS = "metrics.jsonl"
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint that cannot be read: truncated, or not written by webtext."""
 
 
@@ -176,7 +177,7 @@ def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:
     """Train to `config.max_steps` (or stop after step `stop_at`, as an interruption would), resuming
     from `out_dir/ckpt.pt` when it exists; the schedule always follows max_steps."""
     if config.shards is None:
-        raise ValueError("TrainConfig.shards is not set")
+        raise InputError("TrainConfig.shards is not set")
     rank, world, device, owned_group = _distributed(config)
     try:
         return _train(config, stop_at, rank, world, device)
@@ -212,7 +213,7 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             if len(state["loader"]) != world:
-                raise ValueError(f"{checkpoint}: written by {len(state['loader'])} ranks, this run has {world}; resume with as many")
+                raise InputError(f"{checkpoint}: written by {len(state['loader'])} ranks, this run has {world}; resume with as many")
             step, loader_state = state["step"], state["loader"][rank]
         if master:
             print(f"resumed from {checkpoint} at step {step}" if step else f"starting from the weights in {checkpoint}", flush=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -102,26 +104,31 @@ def cmd_import_hf(args):
 
 
 def cmd_inspect(args):
-    from webtext.shards.inspect import find, inspect_shards, show_document
+    from webtext.core.stage import InputError
+    from webtext.shards.inspect import find, inspect_shards, show_document, show_dropped
 
+    if args.dropped is not None:
+        show_dropped(args.shards, args.dropped, args.n)
+        return None
     if args.id is None and args.url is None:
         inspect_shards(args.shards, samples=args.samples, top=args.top, plot=args.plot)
         return None
     rows = find(args.shards, id=args.id, url=args.url)
     if not rows:
-        raise ValueError(f"{args.shards}: no document with {'id ' + args.id if args.id is not None else 'url ' + args.url}")
+        raise InputError(f"{args.shards}: no document with {'id ' + args.id if args.id is not None else 'url ' + args.url}")
     for row in rows:
         show_document(row)
 
 
 def cmd_validate(args):
+    from webtext.core.stage import StageError
     from webtext.shards.validate import validate
 
     problems = validate(args.shards)
     for line in problems:
         print(line)
     if problems:
-        raise RuntimeError(f"{len(problems)} problem(s) in {args.shards}")
+        raise StageError(f"{len(problems)} problem(s) in {args.shards}")
     print(f"{args.shards}: OK (manifest, checksums, schema, row counts, ids)")
 
 
@@ -201,12 +208,15 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("model", help="folder with config.json and model.safetensors")
     im.add_argument("--out", required=True, help="checkpoint file to write (e.g. run/ckpt.pt)")
     im.set_defaults(func=cmd_import_hf)
-    i = sub.add_parser("inspect", help="summarize a shards folder, or show one document with its provenance")
+    i = sub.add_parser("inspect", help="summarize a shards folder, show one document with its provenance, or a stage's dropped rows")
     i.add_argument("shards", help="shards folder: a local path or a URI")
     i.add_argument("--samples", type=int, default=2)
     i.add_argument("--top", type=int, default=10, help="domains and subreddits listed")
     i.add_argument("--id", help="show the document with this id")
     i.add_argument("--url", help="show the document(s) with this url or final_url")
+    i.add_argument("--dropped", nargs="?", const="", metavar="REASON",
+                   help="a stage's folder (OUT/<stage>): examples of rows dropped as REASON (no REASON: the reasons)")
+    i.add_argument("-n", type=int, default=5, help="with --dropped: how many examples")
     i.add_argument("--plot", metavar="DIR", help="write PNG charts (funnel, lengths, domains, subreddits, months) there")
     i.set_defaults(func=cmd_inspect)
     v = sub.add_parser("validate", help="check a shards folder: checksums, schema, row counts, duplicate ids (exit 1 on problems)")
@@ -226,15 +236,41 @@ def _one_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit 2 for bad input or config (one line); 1 for storage still failing after retries, a stage
+    that failed (error budget, lost rows) and bugs, whose traceback is printed with -v and under
+    `ray job submit` (the job's log), and is in the stage's `_errors.log`."""
+    from webtext.core.failures import BugError
+    from webtext.core.stage import InputError, StageError
+
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    show_traceback = args.verbose or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    prefix = f"webtext {args.command}"
     try:
         funnel = args.func(args)
-    except (ConfigError, ValueError, OSError) as exc:  # bad input: config, files, columns, values
-        print(f"webtext {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+    except (ConfigError, InputError) as exc:  # bad input: config, files, columns, values
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except RuntimeError as exc:  # a stage that failed (StageError) or lost rows (AccountingError)
-        print(f"webtext {args.command}: failed: {_one_line(exc)}", file=sys.stderr)
+    except OSError as exc:  # the storage layer retried transient failures; this one persisted
+        print(f"{prefix}: storage failure: {_one_line(exc)}", file=sys.stderr)
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
+        return 1
+    except BugError as exc:
+        print(f"{prefix}: bug: {_one_line(exc)}", file=sys.stderr)
+        if show_traceback:
+            print(exc.details, file=sys.stderr)
+        return 1
+    except StageError as exc:  # a stage over its error budget or that lost rows
+        print(f"{prefix}: failed: {_one_line(exc)}", file=sys.stderr)
+        if show_traceback and getattr(exc, "details", ""):
+            print(exc.details, file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - outside any stage (training, inspect): still a bug, said so
+        print(f"{prefix}: bug: {type(exc).__name__}: {_one_line(exc)}{'' if show_traceback else ' (rerun with -v for the traceback)'}",
+              file=sys.stderr)
+        if show_traceback:
+            traceback.print_exception(exc, file=sys.stderr)
         return 1
     if funnel and args.command != "build":
         print(format_funnel(funnel))

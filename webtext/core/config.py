@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from webtext.core.failures import KEEP_DROPPED, MAX_ERROR_FRACTION
 from webtext.core.storage import is_uri
 
 
@@ -34,6 +35,16 @@ class Section(BaseModel):
     """Base for config sections: unknown keys are errors, so typos never pass silently."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class StageSection(Section):
+    """What every stage's section has: its error budget and how many dropped rows it keeps to look at."""
+
+    # rows dropped because code raised (`<stage>_error`, extraction_error, extraction_timeout), as a
+    # share of the stage's input, past which the stage fails (measured: none on the demo or WCXB dev)
+    max_error_fraction: float = Field(MAX_ERROR_FRACTION, ge=0, le=1)
+    # examples of each drop reason in OUT/<stage>/_dropped/ (the same rows on every run); "all": every one
+    keep_dropped: Annotated[int, Field(ge=0)] | Literal["all"] = KEEP_DROPPED
 
 
 class RayConfig(Section):
@@ -64,7 +75,7 @@ TRACKING_PARAMS = [
 ]
 
 
-class HarvestConfig(Section):
+class HarvestConfig(StageSection):
     """Which Reddit submissions contribute a URL (GPT-2 paper §2.1: outbound links with ≥ 3 karma)."""
 
     min_karma: int = 3
@@ -91,7 +102,7 @@ class HarvestConfig(Section):
     split_bytes: int = Field(default=256 * 2**20, gt=0)
 
 
-class CrawlConfig(Section):
+class CrawlConfig(StageSection):
     """Scrapy settings that matter for politeness, safety and throughput."""
 
     # Non-public networks the crawler may connect to, as CIDRs (e.g. ["127.0.0.0/8"] for tests and the
@@ -158,7 +169,7 @@ class CrawlConfig(Section):
         return value
 
 
-class ExtractConfig(Section):
+class ExtractConfig(StageSection):
     """Extraction (trafilatura, resiliparse fallback) and the cleaning filters applied to its text.
 
     Defaults were chosen on the WCXB dev set with benchmarks/extraction_eval.py (BENCHMARKS.md).
@@ -204,7 +215,7 @@ class ExtractConfig(Section):
     line_rules_for: list[Literal["article", "forum", "product", "listing", "other"]] = ["article"]
 
 
-class DedupConfig(Section):
+class DedupConfig(StageSection):
     """Exact (normalized-text hash) then near-duplicate (MinHash LSH) removal.
 
     `hash` is the 32-bit hash of a shingle: `poly64` (default) is computed in numpy over a whole
@@ -238,7 +249,7 @@ class DedupConfig(Section):
         return self
 
 
-class DecontaminateConfig(Section):
+class DecontaminateConfig(StageSection):
     """Bloom filter of normalized eval-set n-grams (GPT-2 paper §4).
 
     `evalsets` entries are files (`.tokens` WikiText, PTB `.txt`, LAMBADA `.jsonl`, plain text) or
@@ -252,7 +263,7 @@ class DecontaminateConfig(Section):
     action: Literal["drop", "flag"] = "drop"
 
 
-class ShardConfig(Section):
+class ShardConfig(StageSection):
     """Final Parquet shards (sizes chosen by streaming-read measurements: see BENCHMARKS.md)."""
 
     max_rows_per_shard: int = Field(default=50_000, ge=1)  # hard limit on the rows of one file

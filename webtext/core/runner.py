@@ -19,6 +19,7 @@ stage whose marker matches and reruns one whose input, config or code changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,9 +41,11 @@ from ray.data import ActorPoolStrategy
 from ray.data.block import BlockAccessor
 from ray.data.datasource import Datasink
 
-from webtext.core import storage
+from webtext.core import failures, storage
+from webtext.core.config import ConfigError
+from webtext.core.failures import DROPPED, ERRORS_LOG, BugError, DropSampler, ErrorTally
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, OUTCOMES, SCRATCH, AccountingError, InputError, Resources, Stage, StageError
+from webtext.core.stage import DROP_REASON, ERROR, OUTCOMES, SCRATCH, AccountingError, InputError, Resources, Stage, StageError
 from webtext.core.stage import StepContext, TaskWorker, conform_input, stage_task
 from webtext.core.stats import StageStats
 
@@ -127,7 +130,7 @@ _SETUPS: dict[str, Callable] = {}  # per worker process: setup once, reuse for e
 
 
 def _setup(stage: Stage, config: Any) -> Callable[[pa.Table], pa.Table]:
-    key = f"{stage.name}:{config_fingerprint(config)}"
+    key = f"{stage.name}:{stage.setup.__module__}.{stage.setup.__qualname__}:{config_fingerprint(config)}"
     if key not in _SETUPS:
         try:
             _SETUPS[key] = stage.setup(config)
@@ -136,14 +139,21 @@ def _setup(stage: Stage, config: Any) -> Callable[[pa.Table], pa.Table]:
     return _SETUPS[key]
 
 
-_TAG = re.compile(r"\[webtext (input|\w+)\] ([^\n]*)")
+_TAG = re.compile(r"\[webtext (input|storage|\w+)\] ([^\n]*)")
+
+
+def kind_of(exc: BaseException) -> str:
+    """`input` (bad input or config: exit 2), `storage` (unreachable after the storage layer's retries:
+    exit 1) or the type name of a bug (exit 1)."""
+    if isinstance(exc, (InputError, ConfigError)):
+        return "input"
+    return "storage" if isinstance(exc, OSError) else type(exc).__name__
 
 
 def tagged(exc: BaseException) -> RuntimeError:
-    """An error carrying its kind and first line through Ray Data, whose wrappers drop the original
-    exception (only its text survives): `[webtext input] ...` for bad input, else the type name."""
-    kind = "input" if isinstance(exc, (ValueError, OSError)) else type(exc).__name__
-    return RuntimeError(f"[webtext {kind}] {_first_line(exc)}")
+    """An error carrying its kind and first line through Ray Data, whose wrappers keep only the text of
+    the original exception; the traceback follows the tagged line, for `_errors.log`."""
+    return RuntimeError(f"[webtext {kind_of(exc)}] {_first_line(exc)}\n{failures.format_exception(exc)}")
 
 
 def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> pa.Table:
@@ -151,7 +161,7 @@ def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> 
     dropped (as `<stage>_error`), never the batch."""
     batch = conform_input(stage, batch)
     try:
-        return fn(batch)
+        return _with_inputs(batch, fn(batch))
     except Exception as exc:  # noqa: BLE001 - one bad document must not kill a batch
         log.warning("%s: batch of %d rows failed (%s: %s); retrying row by row", stage.name, batch.num_rows, type(exc).__name__, exc)
     parts = []
@@ -161,10 +171,24 @@ def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> 
             parts.append(fn(row))
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: row %d dropped as %s: %s: %s", stage.name, i, stage.error_reason, type(exc).__name__, exc)
-            parts.append(row.append_column(DROP_REASON, pa.array([stage.error_reason], pa.string())))
+            error = pa.array([failures.format_exception(exc)], pa.string())
+            parts.append(row.append_column(DROP_REASON, pa.array([stage.error_reason], pa.string())).append_column(ERROR, error))
     schemas = [p.schema for p in parts if p.num_rows]
     unified = pa.unify_schemas(schemas, promote_options="permissive")
-    return pa.concat_tables([_align(p, unified) for p in parts])
+    return _with_inputs(batch, pa.concat_tables([_align(p, unified) for p in parts]))
+
+
+def _with_inputs(batch: pa.Table, result: pa.Table) -> pa.Table:
+    """The input columns a person needs to judge a drop (url, html, text) that the output lacks, on
+    the dropped rows only: the sink keeps examples of them."""
+    if DROP_REASON not in result.column_names:
+        return result
+    dropped = pc.is_valid(result.column(DROP_REASON))
+    for name in ("url", "html", "text"):
+        if name in batch.column_names and name not in result.column_names:
+            column = batch.column(name)
+            result = result.append_column(name, pc.if_else(dropped, column, pa.scalar(None, column.type)))
+    return result
 
 
 def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -202,10 +226,11 @@ class StageSink(Datasink):
     The part name is the write task's index, so a retried task replaces its own file atomically.
     """
 
-    def __init__(self, out: str, schema: pa.Schema, compression: str = "zstd"):
-        self.out, self.schema, self.compression = out, schema, compression
+    def __init__(self, out: str, schema: pa.Schema, keep: int | None, compression: str = "zstd"):
+        self.out, self.schema, self.keep, self.compression = out, schema, keep, compression
         self.counts: Counter = Counter()
         self.outcomes: Counter = Counter()  # the batch function's `outcomes` labels, every row's
+        self.errors = ErrorTally()  # the messages of rows dropped because code raised
         self.written = 0
 
     def write(self, blocks, ctx) -> dict:
@@ -213,6 +238,8 @@ class StageSink(Datasink):
         outcomes: Counter = Counter()
         path = storage.join(self.out, f"part-{ctx.task_idx:05d}.parquet")
         rows = 0
+        sampler = DropSampler(storage.join(self.out, SCRATCH, DROPPED), self.keep, f"part-{ctx.task_idx:05d}")
+        errors = ErrorTally()
         with storage.parquet_writer(path, self.schema, compression=self.compression) as writer:
             for block in blocks:
                 table = BlockAccessor.for_block(block).to_arrow()
@@ -225,12 +252,17 @@ class StageSink(Datasink):
                     labels = pc.list_flatten(table.column(OUTCOMES))
                     for value, n in zip(*(c.to_pylist() for c in labels.value_counts().flatten())):
                         outcomes[value] += n
+                dropped = table.filter(pc.is_valid(reasons))
+                sampler.add(dropped)
+                if ERROR in dropped.column_names:
+                    errors.add_rows(failures.as_sample(dropped.filter(pc.is_valid(dropped.column(ERROR)))))
                 kept = table.filter(pc.is_null(reasons))
                 if kept.num_rows:
                     writer.write_table(conform(kept, self.schema))
                     rows += kept.num_rows
+        sampler.close()
         kept_count = counts.pop(None, 0)
-        return {"kept": kept_count, "written": rows, "dropped": dict(counts), "outcomes": dict(outcomes)}
+        return {"kept": kept_count, "written": rows, "dropped": dict(counts), "outcomes": dict(outcomes), "errors": errors.to_list()}
 
     def on_write_complete(self, write_result) -> None:
         for result in write_result.write_returns:
@@ -238,6 +270,7 @@ class StageSink(Datasink):
             self.counts[None] += result["kept"]
             self.counts.update(result["dropped"])
             self.outcomes.update(result["outcomes"])
+            self.errors.merge(result["errors"])
 
 
 # -- one run of a stage -----------------------------------------------------------------------------
@@ -386,16 +419,21 @@ def root_cause(exc: BaseException) -> BaseException:
 
 def stage_failure(stage: Stage, exc: BaseException, where: str = "") -> Exception:
     """One line naming the stage (and the item or file) for an error raised inside Ray: bad input
-    (ValueError, OSError) becomes an InputError (exit 2), anything else a StageError (exit 1)."""
+    becomes an InputError (exit 2), storage still failing after retries a StorageError, a stage that
+    reported its own failure a StageError, anything else a BugError carrying Ray's text of it (the
+    worker's traceback) for `_errors.log` (all three exit 1)."""
     cause = root_cause(exc)
     prefix = f"{stage.name}: {where + ': ' if where else ''}"
     match = _TAG.search(str(exc)) or _TAG.search(str(cause))
-    if match:
-        kind, line = match.groups()
-        return InputError(f"{prefix}{line}") if kind == "input" else StageError(f"{prefix}{kind}: {line}")
-    if isinstance(cause, (ValueError, OSError)):
-        return InputError(f"{prefix}{_first_line(cause)}")
-    return StageError(f"{prefix}{type(cause).__name__}: {_first_line(cause)}")
+    kind, line = match.groups() if match else (kind_of(cause), _first_line(cause))
+    if kind == "input":
+        return InputError(f"{prefix}{line}")
+    if kind == "storage":
+        return storage.StorageError(f"{prefix}{line}")
+    if isinstance(cause, StageError) and not match:
+        return type(cause)(f"{prefix}{line}")
+    details = str(exc) if str(cause) in str(exc) else f"{exc}\n\ncaused by (the worker's traceback):\n{cause}"
+    return BugError(f"{prefix}{kind}: {line}", details)
 
 
 def _describe(item: Any) -> str:
@@ -408,11 +446,11 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else ""
 
 
-def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: StageStats) -> None:
+def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: StageStats) -> ErrorTally:
     storage.makedirs(out)
     if stats.input == 0:
         storage.write_parquet(storage.join(out, "part-00000.parquet"), stage.output.empty_table())
-        return
+        return ErrorTally()
     fs, _ = storage.resolve(files[0])
     paths = [storage.resolve(f)[1] for f in files]
     ds = ray.data.read_parquet(paths, filesystem=fs, num_cpus=0.25)
@@ -433,7 +471,7 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
         mapped = ds.map_batches(
             _TaskFn(stage, config), batch_format="pyarrow", batch_size=resources.batch_size, **_remote_args(resources)
         )
-    sink = StageSink(out, stage.output)
+    sink = StageSink(out, stage.output, failures.keep_of(config))
     try:
         mapped.write_datasink(sink)
     except (ray.exceptions.RayError, ray.data.exceptions.UserCodeException) as exc:
@@ -443,6 +481,7 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
     stats.outcomes.update(sink.outcomes)
     if sink.written != stats.output:
         raise AccountingError(f"{stage.name}: {stats.output} rows kept but {sink.written} written to {out}")
+    return sink.errors
 
 
 # -- multi-step stages -----------------------------------------------------------------------------
@@ -581,8 +620,29 @@ def upstream_funnel(inputs: list[str]) -> list[dict]:
 
 def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context: dict | None = None,
               force: bool = False) -> StageStats:
-    """Run `stage` on `inputs` into the folder `out`, unless its completion marker says it is done."""
+    """Run `stage` on `inputs` into the folder `out`, unless its completion marker says it is done.
+
+    A failure other than bad input leaves its traceback (or the error budget's report) in
+    `out/_errors.log`; a bug is raised as a BugError that names that file."""
     out = storage.normalize(out)
+    log_location = storage.join(out, ERRORS_LOG)
+    try:
+        return _run_stage(stage, inputs, out, config, context, force)
+    except (InputError, ConfigError):
+        raise
+    except Exception as exc:
+        details = getattr(exc, "details", "") or failures.format_exception(exc)
+        header = f"stage: {stage.name}\ninputs: {', '.join(inputs)}\nerror: {exc}\n\n"
+        with contextlib.suppress(OSError):  # the storage may be what failed
+            storage.write_text(log_location, header + details)
+        if isinstance(exc, BugError):
+            raise BugError(f"{exc} (traceback in {log_location})", details) from None
+        if isinstance(exc, (StageError, OSError)):
+            raise
+        raise BugError(f"{stage.name}: {type(exc).__name__}: {_first_line(exc)} (traceback in {log_location})", details) from exc
+
+
+def _run_stage(stage: Stage, inputs: list[str], out: str, config: Any, context: dict | None, force: bool) -> StageStats:
     inputs = [storage.normalize(i) for i in inputs]
     print_fn = _progress_print
     start = time.perf_counter()
@@ -598,6 +658,9 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         return stats
     stats = StageStats(stage.name, stage.unit)
     steps: dict[str, float] = {}
+    errors = ErrorTally()
+    storage.delete(storage.join(out, ERRORS_LOG))
+    storage.delete(storage.join(out, DROPPED))
     if stage.steps:
         stats, steps = _run_steps(stage, inputs, out, config, digest, stats, context or {}, start, force)
     else:
@@ -611,7 +674,7 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         else:
             files = input_files(stage, inputs)
             stats.input = check_inputs(stage, files)
-            _run_map(stage, files, out, config, stats)
+            errors = _run_map(stage, files, out, config, stats)
     stats.seconds = time.perf_counter() - start
     # A worker killed mid-write leaves its part's temporary file (its retry wrote the part itself);
     # plain Parquet readers of the folder would choke on it.
@@ -620,7 +683,13 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
         raise AccountingError(
             f"{stage.name}: {stats.input} {stage.unit} in != {stats.output} out + {sum(stats.dropped.values())} dropped"
         )
+    scratch = storage.join(out, SCRATCH)
+    samples = [storage.join(scratch, DROPPED)] + [storage.join(step, DROPPED) for step in storage.children(scratch)]
+    stats.samples = sorted(failures.merge_samples(samples, out, failures.keep_of(config)))
     storage.write_json(storage.join(out, STATS), stats.to_dict())
+    failures.check_budget(stage.name, stage.unit, stats, stage.budgeted_reasons,
+                          failures.setting(config, "max_error_fraction", failures.MAX_ERROR_FRACTION), errors,
+                          storage.join(out, ERRORS_LOG))
     funnel = upstream_funnel(inputs) + [stats.to_dict()]
     marker = {"stage": stage.name, "fingerprint": digest, "funnel": funnel}
     if steps:

@@ -6,7 +6,7 @@ schema, the resources one worker needs, and a setup that turns the stage's confi
 batch function. The batch function takes an Arrow table and returns the same rows, in the same
 order, with the stage's output columns and `drop_reason` (null: kept), and may add `outcomes` (a list of
 labels per row, e.g. what a cleaning rule removed), counted into the stage's non-dropping outcomes
-and never written. Everything else (reading,
+and never written, and `error` (the traceback of a row it dropped because its code raised). Everything else (reading,
 Ray scheduling, writing, counting, completion markers) is the runner's job (`webtext.core.runner`).
 
 Stages whose work is not one pass over rows (harvest's merge, dedup's clusters, shard writing)
@@ -32,6 +32,7 @@ from webtext.core.stats import StageStats
 
 DROP_REASON = "drop_reason"
 OUTCOMES = "outcomes"  # optional list<string> column: labels counted per stage, not written
+ERROR = "error"  # optional string column: the traceback of a row dropped because code raised
 
 BatchFn = Callable[[pa.Table], pa.Table]
 Default = Callable[[pa.Table], pa.Array]  # the value of an absent optional column, from the batch
@@ -46,7 +47,8 @@ class AccountingError(StageError):
 
 
 class InputError(ValueError):
-    """An input that a stage cannot read: missing column, wrong type, unreadable file (exit 2)."""
+    """Bad input or config, raised where it is checked: missing column, wrong type, unreadable file (exit 2).
+    Any other ValueError is a bug."""
 
 
 def stage_task(fn: Callable, item: Any) -> Any:
@@ -151,6 +153,12 @@ class StepContext:
     def summary(self, step: str) -> Any:
         return self.summaries[step]
 
+    def drops(self, step: str):
+        """Where `step`'s tasks hand their dropped rows (`DropSink.write`), for the stage's `_dropped/` examples."""
+        from webtext.core.failures import DROPPED, DropSink, keep_of
+
+        return DropSink(storage.join(self.folder(step), DROPPED), keep_of(self.config))
+
 
 SCRATCH = "_scratch"
 
@@ -175,12 +183,19 @@ class Stage:
     # Required columns in which a null is bad input (one line naming file and column, exit 2),
     # checked from the Parquet footers' statistics before anything runs.
     non_null: tuple[str, ...] = ()
+    # Drop reasons the stage's own code gives a row it failed on (extract: extraction_error): with
+    # `<name>_error`, they count against the stage's `max_error_fraction`.
+    error_reasons: tuple[str, ...] = ()
     description: str = ""
 
     @property
     def error_reason(self) -> str:
         """The drop reason of a row that makes the batch function raise."""
         return f"{self.name}_error"
+
+    @property
+    def budgeted_reasons(self) -> tuple[str, ...]:
+        return (self.error_reason, *self.error_reasons)
 
     def input_columns(self) -> dict[str, pa.DataType]:
         return {**self.required, **{name: type_ for name, (type_, _) in self.optional.items()}}

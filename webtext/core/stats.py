@@ -21,6 +21,7 @@ class StageStats:
     dropped: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)  # non-dropping labels, e.g. crawl statuses
     seconds: float = 0.0
+    samples: list = field(default_factory=list)  # the drop reasons with examples in OUT/<stage>/_dropped/
 
     def check(self) -> None:
         """Every input is either kept or dropped under a reason: nothing disappears unaccounted."""
@@ -38,6 +39,7 @@ class StageStats:
             "dropped": dict(sorted(self.dropped.items())),
             "outcomes": dict(sorted(self.outcomes.items())),
             "seconds": round(self.seconds, 3),
+            **({"samples": sorted(self.samples)} if self.samples else {}),
         }
 
     @classmethod
@@ -50,6 +52,7 @@ class StageStats:
             dropped=Counter(data.get("dropped", {})),
             outcomes=Counter(data.get("outcomes", {})),
             seconds=data.get("seconds", 0.0),
+            samples=list(data.get("samples", [])),
         )
 
     def write(self, out: Path) -> None:

@@ -27,7 +27,7 @@ TMP_SUFFIX = ".tmp"
 
 
 class StorageError(OSError):
-    """A location that cannot be read or written; the message names it."""
+    """A location that cannot be read or written, after the retries of transient failures; the message names it."""
 
 
 def is_uri(location: str | os.PathLike) -> bool:
@@ -48,9 +48,18 @@ def is_local(location: str | os.PathLike) -> bool:
     return not is_uri(normalize(location))
 
 
+# A transient S3 failure (connection reset, 5xx, throttling) is retried by the AWS SDK with exponential
+# backoff (~13 s in all at most); one that persists raises, naming the object.
+S3_ATTEMPTS = 8
+
+
 @lru_cache(maxsize=64)
 def _filesystem_for(prefix: str) -> pafs.FileSystem:
     fs, _ = pafs.FileSystem.from_uri(prefix)
+    if isinstance(fs, pafs.S3FileSystem):  # from_uri takes no retry strategy: the same store, with one
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        fs = pafs.S3FileSystem(region=fs.region, endpoint_override=endpoint,
+                               retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS))
     return fs
 
 

@@ -93,6 +93,13 @@ def _header(manifest: dict) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
 
+def _examples(stage: dict, reason: str) -> str:
+    """A link from the shards' card to the stage's examples of a drop reason, where the stage kept some."""
+    if reason not in stage.get("samples", []):
+        return ""
+    return f"[examples](../{stage['stage']}/_dropped/{reason}.parquet)"
+
+
 def render(manifest: dict, overlap: dict | None = None) -> str:
     """The card's Markdown for a manifest (and the decontaminate stage's overlap report, if any)."""
     totals = manifest.get("summary", {})
@@ -129,8 +136,12 @@ def render(manifest: dict, overlap: dict | None = None) -> str:
             ["stage", "unit", "in", "out", "dropped"],
             [[s["stage"], s["unit"], f"{s['input']:,}", f"{s['output']:,}", f"{sum(s.get('dropped', {}).values()):,}"] for s in funnel],
         ) + "\n")
-    removed = [[s["stage"], reason, f"{n:,}", REASONS.get(reason, "")] for s in funnel for reason, n in sorted(s.get("dropped", {}).items(), key=lambda kv: -kv[1])]
-    parts.append("## What was removed and why\n\n" + (_table(["stage", "reason", "count", "why"], removed) if removed else "Nothing was removed.") + "\n")
+    removed = [[s["stage"], reason, f"{n:,}", REASONS.get(reason, ""), _examples(s, reason)]
+               for s in funnel for reason, n in sorted(s.get("dropped", {}).items(), key=lambda kv: -kv[1])]
+    parts.append("## What was removed and why\n\n" + (
+        _table(["stage", "reason", "count", "why", "examples"], removed)
+        + "\nExamples: the same rows of each reason on every build, in the build's `<stage>/_dropped/<reason>.parquet`; "
+          "`webtext inspect OUT/<stage> --dropped <reason>` shows them.\n" if removed else "Nothing was removed.") + "\n")
     parts.append(_decontamination(funnel, config, overlap, totals))
     histogram = totals.get("words_histogram")
     if histogram and sum(histogram):

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from webtext.core import storage
+from webtext.core import failures, storage
 from webtext.core.manifest import check_manifest
+from webtext.core.stage import InputError
 from webtext.core.stats import StageStats, format_funnel
 from webtext.shards import summary
 from webtext.shards.write import buckets_of
@@ -156,3 +157,28 @@ def show_document(row: dict, echo: Callable = print) -> None:
             echo(f"{key:>20}: {value}")
     echo("")
     echo(row["text"])
+
+
+def show_dropped(stage_dir: str, reason: str | None, n: int = 5, echo: Callable = print) -> None:
+    """The examples a stage kept of its dropped rows: the reasons with examples, or `n` rows of one."""
+    stage_dir = storage.normalize(stage_dir)
+    reasons = failures.dropped_reasons(stage_dir)
+    if not reason or reason not in reasons:
+        if reason:
+            raise InputError(f"{stage_dir}: no examples of {reason!r}; examples of: {', '.join(reasons) or 'none'}")
+        for name in reasons:
+            echo(f"{name}: {failures.read_dropped(stage_dir, name).num_rows} example(s)")
+        return
+    table = failures.read_dropped(stage_dir, reason)
+    echo(f"{stage_dir}: {table.num_rows} example(s) of {reason}, showing {min(n, table.num_rows)}")
+    for row in table.slice(0, n).to_pylist():
+        echo("")
+        for key in ("id", "url", "drop_reason"):
+            if row[key] is not None:
+                echo(f"{key}: {row[key]}")
+        if row["error"]:
+            echo("error:\n" + row["error"].rstrip())
+        if row["text"]:
+            echo("text:\n" + row["text"])
+        elif row["html"]:
+            echo(f"html (first {failures.HTML_BYTES} bytes):\n" + row["html"].decode("utf-8", "replace"))

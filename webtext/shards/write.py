@@ -37,7 +37,7 @@ from webtext.core import storage
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import DATA, MANIFEST
 from webtext.core.schemas import SCHEMA_VERSION, SHARD, conform
-from webtext.core.stage import AccountingError, Resources, Step, StepContext
+from webtext.core.stage import AccountingError, InputError, Resources, Step, StepContext
 from webtext.shards import summary
 from webtext.shards.card import write_card
 
@@ -89,7 +89,7 @@ def _check_required(table: pa.Table, location: str, first_row: int) -> None:
         nulls = table.column(name).null_count
         if nulls:
             row = first_row + pc.index(pc.is_null(table.column(name)), True).as_py()
-            raise ValueError(f"{location}: row {row}: `{name}` is null ({nulls} such rows in this chunk); documents need an id and a text")
+            raise InputError(f"{location}: row {row}: `{name}` is null ({nulls} such rows in this chunk); documents need an id and a text")
 
 
 def _write_chunk(table: pa.Table, count: int, path: str) -> list[int]:
