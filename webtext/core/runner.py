@@ -317,60 +317,27 @@ def _remote_args(resources: Resources) -> dict:
 
 
 def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ONE_CPU, desc: str = "") -> list:
-    """`fn(item)` for every item as Ray tasks (retried if a worker dies), results in item order.
+    """`fn(item)` for every item as Ray tasks (retried if a worker dies), results in item order, items
+    started in the given order.
 
     Results must be small (counts, file names): they come back to the driver. At most a few
     tasks per CPU are in flight, so the driver's memory does not grow with the item count.
     """
-    if resources.threads > 1:
-        return _run_threaded(stage, fn, items, resources, desc)
-    remote = ray.remote(**_remote_args(resources) | {"max_retries": 3})(stage_task)
-    window = max(2, 2 * cpus())
+    pool = _Workers(resources, len(items)) if resources.threads > 1 else _Tasks(resources)
     results: dict[int, Any] = {}
-    pending: dict[Any, int] = {}
-    progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
-    queue = list(enumerate(items))
-    queue.reverse()
-    while queue or pending:
-        while queue and len(pending) < window:
-            i, item = queue.pop()
-            pending[remote.remote(fn, item)] = i
-        done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
-        for ref in done:
-            i = pending.pop(ref)
-            try:
-                results[i] = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                raise stage_failure(stage, exc, _describe(items[i])) from None
-            progress.advance(1)
-        progress.maybe_print()
-    progress.close()
-    return [results[i] for i in range(len(items))]
-
-
-def _run_threaded(stage: Stage, fn: Callable, items: list, resources: Resources, desc: str) -> list:
-    """`run_tasks` on TaskWorker actors, up to `resources.threads` tasks in flight on each, items started
-    in the given order. A worker that dies is restarted and its tasks retried (as for plain tasks)."""
-    options = _remote_args(resources) | {"max_concurrency": resources.threads, "max_restarts": -1, "max_task_retries": 3}
-    count = max(1, min(int(cpus() / max(resources.num_cpus, 1e-9)), -(-len(items) // resources.threads)))
-    workers = [ray.remote(TaskWorker).options(**options).remote() for _ in range(count)]
-    load = dict.fromkeys(range(count), 0)
     pending: dict[Any, tuple[int, int]] = {}
-    results: dict[int, Any] = {}
     progress = Progress(f"{stage.name}: {desc or 'tasks'}", len(items))
     queue = list(enumerate(items))
     queue.reverse()
     try:
         while queue or pending:
-            while queue and min(load.values()) < resources.threads:
-                w = min(load, key=load.get)  # the least busy worker: the first items spread over all
+            while queue and pool.free():
                 i, item = queue.pop()
-                pending[workers[w].run.remote(fn, item)] = (i, w)
-                load[w] += 1
+                pending[pool.submit(fn, item)] = i, pool.last
             done, _ = ray.wait(list(pending), num_returns=1, timeout=10)
             for ref in done:
-                i, w = pending.pop(ref)
-                load[w] -= 1
+                i, slot = pending.pop(ref)
+                pool.release(slot)
                 try:
                     results[i] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
@@ -378,10 +345,57 @@ def _run_threaded(stage: Stage, fn: Callable, items: list, resources: Resources,
                 progress.advance(1)
             progress.maybe_print()
     finally:
-        for worker in workers:
-            ray.kill(worker)
+        pool.close()
     progress.close()
     return [results[i] for i in range(len(items))]
+
+
+class _Tasks:
+    """Plain Ray tasks, a few per CPU in flight."""
+
+    def __init__(self, resources: Resources):
+        self.remote = ray.remote(**_remote_args(resources) | {"max_retries": 3})(stage_task)
+        self.window, self.in_flight, self.last = max(2, 2 * cpus()), 0, 0
+
+    def free(self) -> bool:
+        return self.in_flight < self.window
+
+    def submit(self, fn: Callable, item: Any):
+        self.in_flight += 1
+        return self.remote.remote(fn, item)
+
+    def release(self, slot: int) -> None:
+        self.in_flight -= 1
+
+    def close(self) -> None:
+        pass
+
+
+class _Workers:
+    """TaskWorker actors (`Resources.threads`), up to `threads` tasks in flight on each, each new task
+    on the least busy one. A worker that dies is restarted and its tasks retried."""
+
+    def __init__(self, resources: Resources, items: int):
+        options = _remote_args(resources) | {"max_concurrency": resources.threads, "max_restarts": -1, "max_task_retries": 3}
+        count = max(1, min(int(cpus() / max(resources.num_cpus, 1e-9)), -(-items // resources.threads)))
+        self.workers = [ray.remote(TaskWorker).options(**options).remote() for _ in range(count)]
+        self.load = dict.fromkeys(range(count), 0)
+        self.threads, self.last = resources.threads, 0
+
+    def free(self) -> bool:
+        return min(self.load.values()) < self.threads
+
+    def submit(self, fn: Callable, item: Any):
+        self.last = min(self.load, key=self.load.get)
+        self.load[self.last] += 1
+        return self.workers[self.last].run.remote(fn, item)
+
+    def release(self, slot: int) -> None:
+        self.load[slot] -= 1
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
 
 
 @dataclass
