@@ -36,7 +36,7 @@ os.environ.update(
 )
 
 
-SLOW_FIXTURES = {"local_ray", "s3_server"}
+SLOW_FIXTURES = {"local_ray", "s3_server", "ray_cluster"}
 
 
 def pytest_collection_modifyitems(items):

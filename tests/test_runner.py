@@ -217,6 +217,7 @@ print(nice, os.nice(0), int(ray.cluster_resources()["CPU"]))
 """
 
 
+@pytest.mark.slow
 def test_address_local_starts_the_same_embedded_ray():
     """`address: local` (Ray's word for a new local instance) once joined Ray's defaults instead: nice
     15 workers, every CPU of the machine."""

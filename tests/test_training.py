@@ -92,6 +92,7 @@ def config(tmp_path, folder, **overrides):
     return TrainConfig(**settings)
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss(tmp_path):
     result = train(config(tmp_path, write_shards(tmp_path / "shards")))
     first, last = result.losses[0][1], result.losses[-1][1]
@@ -100,6 +101,7 @@ def test_training_lowers_the_loss(tmp_path):
     assert set(load_checkpoint(result.checkpoint)) >= {"model", "optimizer", "step", "loader", "config"}
 
 
+@pytest.mark.slow
 def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     folder = write_shards(tmp_path / "shards")
     whole = train(config(tmp_path / "a", folder, max_steps=20))

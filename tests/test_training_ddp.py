@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import subprocess
@@ -18,6 +20,7 @@ from training.train import load_checkpoint
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_two_workers_each(tmp_path):
     shards = write_shards(tmp_path / "shards", docs_per_shard=40, shards=2)
     config = tmp_path / "train.yaml"

@@ -88,6 +88,7 @@ def test_huggingface_round_trip_gives_identical_logits(tmp_path):
         assert torch.equal(back(x)[0], ours_logits)
 
 
+@pytest.mark.slow
 def test_cli_eval_export_import(tmp_path):
     model = small_model(seed=1, block_size=32)
     save_hf(model, tmp_path / "hf")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import signal
@@ -38,6 +40,7 @@ def records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_curve(tmp_path):
     shards = write_shards(tmp_path / "shards")
     reference = webtext("train", str(write_config(tmp_path / "a", shards)))
