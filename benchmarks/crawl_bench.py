@@ -29,7 +29,8 @@ from tests.hostile_server import HostileServer  # noqa: E402
 
 CONCURRENCY = dict(concurrent_requests=64, concurrent_requests_per_domain=8)
 
-BARE = """
+BARE = (
+    """
 import sys, scrapy
 from scrapy.crawler import CrawlerProcess
 urls = open(sys.argv[1]).read().split()
@@ -43,7 +44,9 @@ class Bare(scrapy.Spider):
 p = CrawlerProcess({"CONCURRENT_REQUESTS": %(concurrent_requests)d, "CONCURRENT_REQUESTS_PER_DOMAIN": %(concurrent_requests_per_domain)d,
                     "ROBOTSTXT_OBEY": True, "LOG_LEVEL": "ERROR", "TELNETCONSOLE_ENABLED": False, "COOKIES_ENABLED": False})
 p.crawl(Bare); p.start()
-""" % CONCURRENCY
+"""
+    % CONCURRENCY
+)
 
 STAGE = """
 import sys, time
@@ -80,7 +83,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--units-per-cpu", type=int, default=None, help="crawl.units_per_cpu (default: the config's)")
-    parser.add_argument("--checkpoint-rows", type=int, default=None, help="crawl.checkpoint_rows (default: the config's)")
+    parser.add_argument(
+        "--checkpoint-rows", type=int, default=None, help="crawl.checkpoint_rows (default: the config's)"
+    )
     parser.add_argument("--skip-resume", action="store_true")
     args = parser.parse_args()
     hosts = [f"127.0.0.{i}" for i in range(2, 2 + args.hosts)]
@@ -106,16 +111,21 @@ def main():
         bare_rates.append(args.pages / seconds)
         shutil.rmtree(work / "out", ignore_errors=True)
         total, out = run([sys.executable, "-c", stage, str(work / "urls.txt"), str(work / "out")])
-        line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+        line = next(row for row in out.splitlines() if row.startswith("RESULT"))
         ray_start, crawl, n = line.split()[1:4]
         assert int(n) == args.pages, line
         stage_rates.append(args.pages / float(crawl))
         e2e.append(args.pages / total)
-        print(f"round {r}: bare spider {bare_rates[-1]:.0f} pages/s | crawl stage {stage_rates[-1]:.0f} pages/s "
-              f"(Ray start {float(ray_start):.1f}s excluded) | stage end to end {e2e[-1]:.0f} pages/s", flush=True)
+        print(
+            f"round {r}: bare spider {bare_rates[-1]:.0f} pages/s | crawl stage {stage_rates[-1]:.0f} pages/s "
+            f"(Ray start {float(ray_start):.1f}s excluded) | stage end to end {e2e[-1]:.0f} pages/s",
+            flush=True,
+        )
     ratios = sorted(s / b for s, b in zip(stage_rates, bare_rates))
-    print(f"crawl stage / bare Scrapy per round: {', '.join(f'{x:.2f}x' for x in ratios)}; best of each: "
-          f"{max(stage_rates) / max(bare_rates):.2f}x; end to end with Ray start {max(e2e) / max(bare_rates):.2f}x")
+    print(
+        f"crawl stage / bare Scrapy per round: {', '.join(f'{x:.2f}x' for x in ratios)}; best of each: "
+        f"{max(stage_rates) / max(bare_rates):.2f}x; end to end with Ray start {max(e2e) / max(bare_rates):.2f}x"
+    )
 
     if args.skip_resume:
         return
@@ -123,9 +133,16 @@ def main():
     shutil.rmtree(work / "out", ignore_errors=True)
     time.sleep(0.5)
     base = dict(counts)  # the servers' counters are cumulative over the rounds above
-    hits = lambda: {k: v - base.get(k, 0) for k, v in counts.items() if "/page/" in k and v > base.get(k, 0)}
-    driver = subprocess.Popen([sys.executable, "-c", stage, str(work / "urls.txt"), str(work / "out")], cwd=ROOT,
-                              start_new_session=True, stdout=subprocess.DEVNULL)
+
+    def hits():
+        return {k: v - base.get(k, 0) for k, v in counts.items() if "/page/" in k and v > base.get(k, 0)}
+
+    driver = subprocess.Popen(
+        [sys.executable, "-c", stage, str(work / "urls.txt"), str(work / "out")],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
     while sum(hits().values()) < args.pages // 2:
         time.sleep(0.02)
     for entry in Path("/proc").iterdir():  # the driver's session: it, its Ray, its workers
@@ -142,8 +159,10 @@ def main():
     time.sleep(0.5)
     after = hits()
     refetched = sum(1 for k, v in before.items() if after[k] > v)
-    print(f"resume: killed after {len(before)} of {args.pages} pages requested; rerun fetched {len(after) - len(before)} new "
-          f"and {refetched} again ({refetched / len(before):.1%} of those requested before the kill)")
+    print(
+        f"resume: killed after {len(before)} of {args.pages} pages requested; rerun fetched {len(after) - len(before)} new "
+        f"and {refetched} again ({refetched / len(before):.1%} of those requested before the kill)"
+    )
     print(f"peak RSS of child processes: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -106,7 +106,9 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--cap", type=float, default=900.0, help="seconds after which the spider is stopped (0: no spider)")
+    parser.add_argument(
+        "--cap", type=float, default=900.0, help="seconds after which the spider is stopped (0: no spider)"
+    )
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--units-per-cpu", type=int, default=None, help="crawl.units_per_cpu (default: the config's)")
     args = parser.parse_args()
@@ -115,7 +117,9 @@ def main() -> None:
     if args.units_per_cpu:
         config["units_per_cpu"] = args.units_per_cpu
     robots_timeout = 5.0
-    bound = web.lower_bound(POLITENESS["concurrent_requests_per_domain"], robots_timeout, POLITENESS["timeout_s"], POLITENESS["retries"])
+    bound = web.lower_bound(
+        POLITENESS["concurrent_requests_per_domain"], robots_timeout, POLITENESS["timeout_s"], POLITENESS["retries"]
+    )
     print(json.dumps(describe(web)))
     print(f"lower bound {bound:.0f} s; a correct crawl ends {dict(web.expected())}", flush=True)
     with SimulatedWeb(web) as sim, tempfile.TemporaryDirectory(prefix="crawl-web-") as tmp:
@@ -130,17 +134,23 @@ def main() -> None:
             result, peak, cpu = run([sys.executable, "-c", stage, str(work / "urls.parquet"), str(work / "out")])
             served = sum(sim.stats()["served"].values()) - served_before
             outcomes = Counter(result["outcomes"])
-            print(f"round {r}: stage {result['seconds']:.0f} s ({result['seconds'] / bound:.2f}x the lower bound), "
-                  f"{result['ended']} URLs ended, ok {outcomes['ok']} (simulator served {served}, a correct crawl "
-                  f"{web.expected()['ok']}), peak worker RSS {peak:.0f} MB, CPU {cpu:.0f} s "
-                  f"({1000 * cpu / len(urls):.2f} s per 1000 URLs, Ray included); {dict(outcomes)}", flush=True)
+            print(
+                f"round {r}: stage {result['seconds']:.0f} s ({result['seconds'] / bound:.2f}x the lower bound), "
+                f"{result['ended']} URLs ended, ok {outcomes['ok']} (simulator served {served}, a correct crawl "
+                f"{web.expected()['ok']}), peak worker RSS {peak:.0f} MB, CPU {cpu:.0f} s "
+                f"({1000 * cpu / len(urls):.2f} s per 1000 URLs, Ray included); {dict(outcomes)}",
+                flush=True,
+            )
             if args.cap <= 0:
                 continue
             bare, _, bare_cpu = run([sys.executable, "-c", BARE % POLITENESS, str(work / "urls.txt"), str(args.cap)])
             stopped = bare["ended"] < len(urls)
-            print(f"round {r}: minimal spider {'stopped at' if stopped else 'ended in'} {bare['seconds']:.0f} s with "
-                  f"{bare['ended']} URLs ended ({bare['ended'] / len(urls):.0%}), ok {bare['ok']}, CPU {bare_cpu:.0f} s; stage is "
-                  f"{'>' if stopped else ''}{bare['seconds'] / result['seconds']:.2f}x faster", flush=True)
+            print(
+                f"round {r}: minimal spider {'stopped at' if stopped else 'ended in'} {bare['seconds']:.0f} s with "
+                f"{bare['ended']} URLs ended ({bare['ended'] / len(urls):.0%}), ok {bare['ok']}, CPU {bare_cpu:.0f} s; stage is "
+                f"{'>' if stopped else ''}{bare['seconds'] / result['seconds']:.2f}x faster",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

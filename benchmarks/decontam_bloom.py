@@ -68,14 +68,18 @@ def main() -> None:
         docs.append(" ".join(corpus_words[start : start + rng.randint(200, 800)]))
     bloom = build_filter(eval_texts, config)
     eval_hashes = np.unique(ngram_hashes(eval_texts, config.ngram)[0])
-    print(f"eval sets: {len(eval_texts)} passages, {len(eval_hashes)} distinct {config.ngram}-grams; "
-          f"filter {bloom.words.nbytes / 2**20:.1f} MiB, k={bloom.k}")
+    print(
+        f"eval sets: {len(eval_texts)} passages, {len(eval_hashes)} distinct {config.ngram}-grams; "
+        f"filter {bloom.words.nbytes / 2**20:.1f} MiB, k={bloom.k}"
+    )
 
     # 1. n-gram hashing: vectorized vs one Python string per n-gram
     grams = len(ngram_hashes(docs, config.ngram)[0])
     ours = best_of(lambda: ngram_hashes(docs, config.ngram), args.repeats)
     old = best_of(lambda: [old_hash(g) for d in docs for g in old_ngrams(d, config.ngram)], args.repeats)
-    print(f"n-gram hashing: webtext {grams / ours / 1e6:.1f}M n-grams/s, old strings+xxh3 {grams / old / 1e6:.2f}M/s: {old / ours:.1f}x")
+    print(
+        f"n-gram hashing: webtext {grams / ours / 1e6:.1f}M n-grams/s, old strings+xxh3 {grams / old / 1e6:.2f}M/s: {old / ours:.1f}x"
+    )
 
     # 2. lookups on precomputed hashes: numpy Bloom vs rbloom (identity hash of Python ints)
     rng_np = np.random.default_rng(2)
@@ -86,8 +90,10 @@ def main() -> None:
     ours = best_of(lambda: bloom.contains(probes), 1)
     theirs = best_of(lambda: sum(p in rb for p in sample), args.repeats) * (args.probes / len(sample))
     false_positives = int(bloom.contains(probes).sum())
-    print(f"Bloom lookups (1 core): webtext numpy {args.probes / ours / 1e6:.1f}M/s, rbloom {args.probes / theirs / 1e6:.1f}M/s: "
-          f"{theirs / ours:.1f}x; false positives in {args.probes:,} random probes: {false_positives}")
+    print(
+        f"Bloom lookups (1 core): webtext numpy {args.probes / ours / 1e6:.1f}M/s, rbloom {args.probes / theirs / 1e6:.1f}M/s: "
+        f"{theirs / ours:.1f}x; false positives in {args.probes:,} random probes: {false_positives}"
+    )
     assert bloom.contains(eval_hashes).all()
 
     # 3. whole documents: hash + look up every 8-gram of a batch
@@ -95,8 +101,10 @@ def main() -> None:
     old_bloom = Bloom(len(eval_hashes), config.false_positive_rate, old_hash)
     old_bloom.update(g for t in eval_texts for g in old_ngrams(t, config.ngram))
     old = best_of(lambda: [sum(g in old_bloom for g in old_ngrams(d, config.ngram)) for d in docs], args.repeats)
-    print(f"documents end to end: webtext {grams / ours / 1e6:.1f}M n-grams/s ({len(docs) / ours:.0f} docs/s), "
-          f"old ContaminationCounter path {grams / old / 1e6:.2f}M/s: {old / ours:.1f}x")
+    print(
+        f"documents end to end: webtext {grams / ours / 1e6:.1f}M n-grams/s ({len(docs) / ours:.0f} docs/s), "
+        f"old ContaminationCounter path {grams / old / 1e6:.2f}M/s: {old / ours:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ def evaluate(truth_path: Path, all_ids: set[str], kept: set[str]) -> tuple[str, 
         pairs = [t for t in truth if t["kind"] == "near" and lo <= t["jaccard"] < hi]
         found = [t for t in pairs if t["copy"] in removed or t["source"] in removed]
         found_pairs |= {t["copy"] for t in found}
-        lines.append(f"near [{lo:.2f}, {hi:.2f})  {len(pairs):6d} {len(found):6d}  {len(found) / max(1, len(pairs)):.3f}")
+        lines.append(
+            f"near [{lo:.2f}, {hi:.2f})  {len(pairs):6d} {len(found):6d}  {len(found) / max(1, len(pairs)):.3f}"
+        )
     exact = [t for t in truth if t["kind"] == "exact"]
     found = [t for t in exact if t["copy"] in removed or t["source"] in removed]
     found_pairs |= {t["copy"] for t in found}
@@ -43,7 +45,9 @@ def evaluate(truth_path: Path, all_ids: set[str], kept: set[str]) -> tuple[str, 
     high = [t for t in truth if t["jaccard"] >= 0.8]
     recall = sum(t["copy"] in removed or t["source"] in removed for t in high) / max(1, len(high))
     precision = len(removed & true_dups) / max(1, len(removed))
-    lines.append(f"recall at J >= 0.8: {recall:.4f}   precision (removed docs in a J >= 0.8 pair): {precision:.4f}   removed {len(removed)}")
+    lines.append(
+        f"recall at J >= 0.8: {recall:.4f}   precision (removed docs in a J >= 0.8 pair): {precision:.4f}   removed {len(removed)}"
+    )
     return "\n".join(lines), {"recall": recall, "precision": precision, "found_pairs": found_pairs, "removed": removed}
 
 
@@ -56,7 +60,7 @@ def run_webtext(data: Path, out: Path) -> tuple[float, set[str], str]:
     steps: dict[str, float] = {}
     tasks = runner.Run.tasks
 
-    def timed(self, fn, items, resources=runner.Resources(), desc=""):  # time each step of the plan
+    def timed(self, fn, items, resources=runner.ONE_CPU, desc=""):  # time each step of the plan
         start = time.perf_counter()
         try:
             return tasks(self, fn, items, resources, desc)
@@ -78,37 +82,54 @@ def run_webtext(data: Path, out: Path) -> tuple[float, set[str], str]:
 def run_datatrove(data: Path, work: Path, bands: int, rows: int) -> tuple[float, set[str], str]:
     """datatrove's 4-step MinHash pipeline (signatures, buckets, clusters, filter), 2 local workers."""
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.text import TextNormConfig
-
     from dedup_datatrove_tokenizer import SplitTokenizer, xxhash64
 
     shutil.rmtree(work, ignore_errors=True)
-    config = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows,
-                           norm_config=TextNormConfig(norm_numbers=False))
+    config = MinhashConfig(
+        n_grams=5, num_buckets=bands, hashes_per_bucket=rows, norm_config=TextNormConfig(norm_numbers=False)
+    )
     reader = ParquetReader(str(data / "docs"), text_key="text", id_key="id")
     signer = MinhashDedupSignature(str(work / "sigs"), config=config, language=SplitTokenizer())
     signer._hash_func = xxhash64
     tasks = len(list((data / "docs").glob("*.parquet")))
     steps = [
-        LocalPipelineExecutor([reader, signer],
-                              tasks=tasks, workers=2, logging_dir=str(work / "logs1")),
-        LocalPipelineExecutor([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
-                              tasks=bands, workers=2, logging_dir=str(work / "logs2")),
-        LocalPipelineExecutor([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config)],
-                              tasks=1, logging_dir=str(work / "logs3")),
-        LocalPipelineExecutor([reader, MinhashDedupFilter(str(work / "remove")), JsonlWriter(str(work / "kept"), compression=None)],
-                              tasks=tasks, workers=2, logging_dir=str(work / "logs4")),
+        LocalPipelineExecutor([reader, signer], tasks=tasks, workers=2, logging_dir=str(work / "logs1")),
+        LocalPipelineExecutor(
+            [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)],
+            tasks=bands,
+            workers=2,
+            logging_dir=str(work / "logs2"),
+        ),
+        LocalPipelineExecutor(
+            [MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config)],
+            tasks=1,
+            logging_dir=str(work / "logs3"),
+        ),
+        LocalPipelineExecutor(
+            [reader, MinhashDedupFilter(str(work / "remove")), JsonlWriter(str(work / "kept"), compression=None)],
+            tasks=tasks,
+            workers=2,
+            logging_dir=str(work / "logs4"),
+        ),
     ]
     with PeakRSS() as memory:
         start = time.perf_counter()
         for step in steps:
             step.run()
         seconds = time.perf_counter() - start
-    kept = set(pc.unique(ds.dataset(str(work / "kept"), format="json").to_table(columns=["id"]).column("id")).to_pylist())
+    kept = set(
+        pc.unique(ds.dataset(str(work / "kept"), format="json").to_table(columns=["id"]).column("id")).to_pylist()
+    )
     return seconds, kept, memory.report()
 
 
@@ -125,7 +146,9 @@ def main() -> None:
     seconds, kept, info = run_webtext(args.data, work / "webtext")  # first: peak RSS is a lifetime figure
     all_ids = set(pq.read_table(args.data / "docs", columns=["id"]).column("id").to_pylist())
     print(f"{len(all_ids)} documents in {args.data}")
-    print(f"\n== webtext dedup: {seconds:.1f} s ({len(all_ids) / seconds:.0f} docs/s), bands x rows = {bands} x {rows}\n{info}")
+    print(
+        f"\n== webtext dedup: {seconds:.1f} s ({len(all_ids) / seconds:.0f} docs/s), bands x rows = {bands} x {rows}\n{info}"
+    )
     table, ours = evaluate(args.data / "truth.parquet", all_ids, kept)
     print(table)
     if args.datatrove:
@@ -137,9 +160,11 @@ def main() -> None:
         agree = len(ours["found_pairs"] & theirs["found_pairs"]) / max(1, len(union))
         removed_union = ours["removed"] | theirs["removed"]
         same_removed = len(ours["removed"] & theirs["removed"]) / max(1, len(removed_union))
-        print(f"\nwall time: datatrove / webtext = {seconds_dt / seconds:.2f}x; planted pairs found by both / by either: "
-              f"{agree:.3f}; removed documents identical in both / in either: {same_removed:.3f} "
-              "(the survivor rules differ: webtext keeps the most karma)")
+        print(
+            f"\nwall time: datatrove / webtext = {seconds_dt / seconds:.2f}x; planted pairs found by both / by either: "
+            f"{agree:.3f}; removed documents identical in both / in either: {same_removed:.3f} "
+            "(the survivor rules differ: webtext keeps the most karma)"
+        )
 
 
 if __name__ == "__main__":

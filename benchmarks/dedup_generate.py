@@ -58,7 +58,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--near", type=float, default=0.1, help="share of documents that are near copies")
-    parser.add_argument("--exact", type=float, default=0.02, help="share that are exact copies (case/punctuation changed)")
+    parser.add_argument(
+        "--exact", type=float, default=0.02, help="share that are exact copies (case/punctuation changed)"
+    )
     parser.add_argument("--rows-per-file", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -74,8 +76,15 @@ def main() -> None:
     def emit(i: int, text: str) -> str:
         nonlocal rows, part
         doc_id = f"{i:032x}"
-        rows.append({"id": doc_id, "url": f"http://example.com/{i}", "text": text,
-                     "karma": rng.randint(3, 500), "created_utc": 1_100_000_000 + rng.randrange(10**7)})
+        rows.append(
+            {
+                "id": doc_id,
+                "url": f"http://example.com/{i}",
+                "text": text,
+                "karma": rng.randint(3, 500),
+                "created_utc": 1_100_000_000 + rng.randrange(10**7),
+            }
+        )
         if len(rows) == args.rows_per_file:
             pq.write_table(pa.Table.from_pylist(rows), args.out / "docs" / f"part-{part:05d}.parquet")
             rows, part = [], part + 1

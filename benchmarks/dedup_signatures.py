@@ -82,8 +82,11 @@ def main() -> None:
         ratio = per_doc[f"datasketch loop {hash_name}"] / per_doc[f"webtext {hash_name}"]
         print(f"same hash {hash_name:6s}: webtext is {ratio:5.1f}x the datasketch loop")
     fastest = min(per_doc[f"datasketch loop {h}"] for h in ("poly64", "xxh3", "sha1"))
-    print(f"default (poly64) vs the fastest datasketch loop: {fastest / per_doc['webtext poly64']:.1f}x; "
-          f"vs datasketch's default sha1 loop: {per_doc['datasketch loop sha1'] / per_doc['webtext poly64']:.1f}x")
+    print(
+        f"default (poly64) vs the fastest datasketch loop: {fastest / per_doc['webtext poly64']:.1f}x; "
+        f"vs datasketch's default sha1 loop: {per_doc['datasketch loop sha1'] / per_doc['webtext poly64']:.1f}x"
+    )
+
 
 if __name__ == "__main__":
     main()

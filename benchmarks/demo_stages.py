@@ -84,12 +84,18 @@ def main() -> None:
     for name, value in seconds.items():
         print(f"{name:<16}{value:>7.1f}")
     print(f"train throughput {timings['train_tokens_per_s']:,} tokens/s")
-    print(f"\nextract stage {seconds['extract']:.1f}s vs plain trafilatura loop {extract_base:.1f}s "
-          f"({extracted} pages with text): ratio {seconds['extract'] / extract_base:.2f}")
+    print(
+        f"\nextract stage {seconds['extract']:.1f}s vs plain trafilatura loop {extract_base:.1f}s "
+        f"({extracted} pages with text): ratio {seconds['extract'] / extract_base:.2f}"
+    )
     print(f"  Extractor in one process {extract_own:.1f}s: ratio to plain {extract_own / extract_base:.2f}")
-    print(f"dedup stage {seconds['dedup']:.1f}s vs plain datasketch loop {dedup_base:.1f}s "
-          f"({duplicates} near/exact duplicates): ratio {seconds['dedup'] / dedup_base:.2f}")
-    print(f"  vectorized signatures alone, in one process {dedup_own:.2f}s: ratio to plain {dedup_own / dedup_base:.2f}")
+    print(
+        f"dedup stage {seconds['dedup']:.1f}s vs plain datasketch loop {dedup_base:.1f}s "
+        f"({duplicates} near/exact duplicates): ratio {seconds['dedup'] / dedup_base:.2f}"
+    )
+    print(
+        f"  vectorized signatures alone, in one process {dedup_own:.2f}s: ratio to plain {dedup_own / dedup_base:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -51,13 +51,15 @@ def load_pages(data: Path, limit: int | None) -> list[dict]:
     for path in sorted((data / "ground-truth").glob("*.json"))[:limit]:
         record = json.loads(path.read_text())
         truth = record.get("ground_truth") or {}
-        pages.append({
-            "id": path.stem,
-            "url": record.get("url") or f"http://wcxb.invalid/{path.stem}",
-            "type": module.get_page_type(record),
-            "truth": truth.get("main_content") or "",
-            "html": str(data / "html" / f"{path.stem}.html.gz"),
-        })
+        pages.append(
+            {
+                "id": path.stem,
+                "url": record.get("url") or f"http://wcxb.invalid/{path.stem}",
+                "type": module.get_page_type(record),
+                "truth": truth.get("main_content") or "",
+                "html": str(data / "html" / f"{path.stem}.html.gz"),
+            }
+        )
     return pages
 
 
@@ -78,7 +80,7 @@ def run_chunk(chunk: list[dict]) -> list[dict]:
         html = gzip.decompress(Path(page["html"]).read_bytes())
         row = {"url": page["url"], "html": html, "status": "ok", "content_type": None}
         timings = {}
-        for system in (("bare", "project") if i % 2 else ("project", "bare")):
+        for system in ("bare", "project") if i % 2 else ("project", "bare"):
             start = time.process_time()
             if system == "bare":
                 bare = trafilatura.extract(html) or ""
@@ -87,11 +89,18 @@ def run_chunk(chunk: list[dict]) -> list[dict]:
             timings[system] = time.process_time() - start
         outcomes = doc["outcomes"] or []
         touched = any(label.startswith("line_removed:") for label in outcomes)
-        out.append({
-            "id": page["id"], "bare": bare, "before": doc["text"] or "", "outcomes": outcomes,
-            "plain": _plain.extract(row)["text"] or "" if touched else None,
-            "drop_reason": doc["drop_reason"], "cpu_bare": timings["bare"], "cpu_project": timings["project"],
-        })
+        out.append(
+            {
+                "id": page["id"],
+                "bare": bare,
+                "before": doc["text"] or "",
+                "outcomes": outcomes,
+                "plain": _plain.extract(row)["text"] or "" if touched else None,
+                "drop_reason": doc["drop_reason"],
+                "cpu_bare": timings["bare"],
+                "cpu_project": timings["project"],
+            }
+        )
     return out
 
 
@@ -154,8 +163,10 @@ def line_rules(rows: list[dict], rules: list[str], score) -> None:
             for group in ("all", "article") if r["type"] == "article" else ("all",):
                 delta[group] = [d + n - o for d, n, o in zip(delta[group], new, old)]
         n_articles = sum(r["type"] == "article" for r in rows) or 1
-        cells = [f"{d[0] / n:+.4f}/{d[1] / n:+.4f}/{d[2] / n:+.4f}".rjust(26)
-                 for d, n in ((delta["all"], len(rows)), (delta["article"], n_articles))]
+        cells = [
+            f"{d[0] / n:+.4f}/{d[1] / n:+.4f}/{d[2] / n:+.4f}".rjust(26)
+            for d, n in ((delta["all"], len(rows)), (delta["article"], n_articles))
+        ]
         print(f"{rule:<14}{lines:>7}{pages:>7}  " + "  ".join(cells))
     removed = Counter(o[13:] for r in rows for o in r["outcomes"] if o.startswith("line_removed:"))
     print("lines removed in the run (the stage's outcomes): " + ", ".join(f"{k} {v}" for k, v in removed.most_common()))
@@ -174,7 +185,7 @@ def main() -> None:
 
     module = scorer(args.data)
     pages = load_pages(args.data, args.limit)
-    chunks = [pages[i::args.jobs * 8] for i in range(args.jobs * 8)]
+    chunks = [pages[i :: args.jobs * 8] for i in range(args.jobs * 8)]
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs, initializer=_init, initargs=(overrides,)) as pool:
         results = {r["id"]: r for chunk in pool.map(run_chunk, chunks) for r in chunk}
@@ -191,19 +202,28 @@ def main() -> None:
     # dropped as wrong_language, yet scores 0 above. The same table without those pages:
     config = ExtractConfig(**overrides)
     identify = DocumentFilter(config).language
-    foreign = {r["id"] for r in rows if r["drop_reason"] == "wrong_language" and r["truth"]
-               and (lambda lang: lang[0] not in config.languages and lang[1] >= 0.9)(identify(r["truth"]))}
+    foreign = {
+        r["id"]
+        for r in rows
+        if r["drop_reason"] == "wrong_language"
+        and r["truth"]
+        and (lambda lang: lang[0] not in config.languages and lang[1] >= 0.9)(identify(r["truth"]))
+    }
     if foreign:
-        print(f"\nwithout the {len(foreign)} pages whose ground truth is not in {config.languages} "
-              f"(rightly dropped as wrong_language): {sorted(foreign)}")
+        print(
+            f"\nwithout the {len(foreign)} pages whose ground truth is not in {config.languages} "
+            f"(rightly dropped as wrong_language): {sorted(foreign)}"
+        )
         table([r for r in rows if r["id"] not in foreign])
     drops(rows)
     page_types(rows)
     line_rules(rows, config.line_rules, module.word_f1)
     cpu_bare = sum(r["cpu_bare"] for r in rows)
     cpu_project = sum(r["cpu_project"] for r in rows)
-    print(f"\nCPU per page: Extractor {1000 * cpu_project / len(rows):.1f} ms, bare trafilatura "
-          f"{1000 * cpu_bare / len(rows):.1f} ms, ratio {cpu_project / cpu_bare:.2f}x")
+    print(
+        f"\nCPU per page: Extractor {1000 * cpu_project / len(rows):.1f} ms, bare trafilatura "
+        f"{1000 * cpu_bare / len(rows):.1f} ms, ratio {cpu_project / cpu_bare:.2f}x"
+    )
     if args.dump:
         with args.dump.open("w") as out:
             for row in rows:

@@ -47,8 +47,11 @@ def bare_loop(pages: Path) -> float:
 
 def stage(pages: Path, out: Path, config: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([str(WEBTEXT), "extract", str(pages), "--out", str(out), "--config", str(config)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [str(WEBTEXT), "extract", str(pages), "--out", str(out), "--config", str(config)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -65,7 +68,7 @@ def main() -> None:
         (tmp / "config.yaml").write_text(f"ray:\n  num_cpus: {args.workers}\n")
         times = {"stage": [], "bare": []}
         for i in range(args.repeat):
-            for system in (("stage", "bare") if i % 2 else ("bare", "stage")):
+            for system in ("stage", "bare") if i % 2 else ("bare", "stage"):
                 if system == "bare":
                     times["bare"].append(bare_loop(tmp / "pages.parquet"))
                 else:
@@ -73,8 +76,10 @@ def main() -> None:
                 print(f"run {i} {system}: {times[system][-1]:.1f} s", flush=True)
         stats = json.loads((tmp / "out0" / "_stats.json").read_text())
     s, b = statistics.median(times["stage"]), statistics.median(times["bare"])
-    print(f"\n{n} pages: `webtext extract` ({args.workers} Ray CPUs, start included) {s:.1f} s wall, "
-          f"bare trafilatura loop (1 core) {b:.1f} s, ratio {s / b:.2f}x (< 1 = the stage is faster)")
+    print(
+        f"\n{n} pages: `webtext extract` ({args.workers} Ray CPUs, start included) {s:.1f} s wall, "
+        f"bare trafilatura loop (1 core) {b:.1f} s, ratio {s / b:.2f}x (< 1 = the stage is faster)"
+    )
     print(f"stage stats: {json.dumps(stats)[:600]}")
 
 

@@ -49,7 +49,9 @@ def dump_lines(paths: list[str]):
     decompressor per dump, as a plain script has) split by a buffered reader."""
     for path in paths:
         with open(path, "rb") as f:
-            yield from io.BufferedReader(zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20)
+            yield from io.BufferedReader(
+                zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).stream_reader(f), 1 << 20
+            )
 
 
 def bare_lines(paths: list[str]) -> int:
@@ -110,7 +112,11 @@ def main():
     parser.add_argument("dumps", nargs="+")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=2, help="Ray CPUs")
-    parser.add_argument("--fresh", action="store_true", help="a new Ray every round: every round's stage pays its workers' first-dump costs")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="a new Ray every round: every round's stage pays its workers' first-dump costs",
+    )
     args = parser.parse_args()
     t = time.perf_counter()
     runner.init_ray(address="local", num_cpus=args.cpus)
@@ -129,16 +135,24 @@ def main():
             runner.init_ray(address="local", num_cpus=args.cpus)
         n, wall, cpu = project(args.dumps, out)
         rates["stage"].append((n / wall, n / cpu))
-        print("round %d: " % r + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items())
-              + f" | stage task CPU s, reads then merges: {[round(c, 2) for c in TASK_CPU]}", flush=True)
+        print(
+            "round %d: " % r
+            + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items())
+            + f" | stage task CPU s, reads then merges: {[round(c, 2) for c in TASK_CPU]}",
+            flush=True,
+        )
     best = {k: (max(w for w, _ in v), max(c for _, c in v)) for k, v in rates.items()}
     for base in ("lines", "orjson", "msgspec"):
         # each round's pair ran minutes apart at most: their ratio drifts less with the machine's load
         paired = statistics.median(s[1] / b[1] for s, b in zip(rates["stage"], rates[base]))
-        print(f"stage / bare {base}: {best['stage'][1] / best[base][1]:.3f}x per CPU second best vs best, "
-              f"{paired:.3f}x median of the rounds' ratios, {best['stage'][0] / best[base][0]:.3f}x wall "
-              f"(stage on {cpus} CPUs, bare loop on 1)")
-    print(f"peak RSS: task processes max {max(TASK_RSS):.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        print(
+            f"stage / bare {base}: {best['stage'][1] / best[base][1]:.3f}x per CPU second best vs best, "
+            f"{paired:.3f}x median of the rounds' ratios, {best['stage'][0] / best[base][0]:.3f}x wall "
+            f"(stage on {cpus} CPUs, bare loop on 1)"
+        )
+    print(
+        f"peak RSS: task processes max {max(TASK_RSS):.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
     shutil.rmtree(out.parent, ignore_errors=True)
 
 

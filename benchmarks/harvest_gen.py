@@ -1,4 +1,4 @@
-"""Generate a Pushshift-like submissions dump: `.zst` with a 2**31 window (like the real dumps, which
+r"""Generate a Pushshift-like submissions dump: `.zst` with a 2**31 window (like the real dumps, which
 are packed with --long=31), about 30% of records reposting an earlier URL.
 
     .venv/bin/python benchmarks/harvest_gen.py OUT.zst --records 1000000
@@ -49,36 +49,89 @@ def records(n: int, seed: int = 1):
         subreddit = rng.choice(["news", "worldnews", "science", "technology", "pics"])
         title = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14)))
         yield {
-            "archived": True, "author": f"user{rng.randint(0, 10**6)}", "author_flair_background_color": None,
-            "author_flair_css_class": None, "author_flair_richtext": [], "author_flair_text": None,
-            "author_flair_text_color": None, "author_flair_type": "text", "brand_safe": True, "can_gild": True,
-            "contest_mode": False, "created_utc": 1500000000 + i, "distinguished": None, "domain": url.split("/")[2],
-            "edited": False, "gilded": 0, "hidden": False, "hide_score": False, "id": f"{i:x}",
-            "is_crosspostable": True, "is_reddit_media_domain": False, "is_self": is_self, "is_video": False,
-            "link_flair_css_class": None, "link_flair_richtext": [], "link_flair_text": None,
-            "link_flair_text_color": "dark", "link_flair_type": "text", "locked": False, "media": None,
-            "media_embed": {}, "no_follow": rng.random() < 0.5, "num_comments": rng.randint(0, 500),
-            "num_crossposts": 0, "over_18": rng.random() < 0.03, "parent_whitelist_status": "all_ads",
+            "archived": True,
+            "author": f"user{rng.randint(0, 10**6)}",
+            "author_flair_background_color": None,
+            "author_flair_css_class": None,
+            "author_flair_richtext": [],
+            "author_flair_text": None,
+            "author_flair_text_color": None,
+            "author_flair_type": "text",
+            "brand_safe": True,
+            "can_gild": True,
+            "contest_mode": False,
+            "created_utc": 1500000000 + i,
+            "distinguished": None,
+            "domain": url.split("/")[2],
+            "edited": False,
+            "gilded": 0,
+            "hidden": False,
+            "hide_score": False,
+            "id": f"{i:x}",
+            "is_crosspostable": True,
+            "is_reddit_media_domain": False,
+            "is_self": is_self,
+            "is_video": False,
+            "link_flair_css_class": None,
+            "link_flair_richtext": [],
+            "link_flair_text": None,
+            "link_flair_text_color": "dark",
+            "link_flair_type": "text",
+            "locked": False,
+            "media": None,
+            "media_embed": {},
+            "no_follow": rng.random() < 0.5,
+            "num_comments": rng.randint(0, 500),
+            "num_crossposts": 0,
+            "over_18": rng.random() < 0.03,
+            "parent_whitelist_status": "all_ads",
             "permalink": f"/r/{subreddit}/comments/{i:x}/{title.replace(' ', '_')[:50]}/",
             **({} if is_self or rng.random() < 0.5 else {"post_hint": "link", "preview": preview(rng)}),
-            "retrieved_on": 1500100000 + i, "rte_mode": "markdown", "score": int(rng.paretovariate(1.2)) - 1,
-            "secure_media": None, "secure_media_embed": {},
+            "retrieved_on": 1500100000 + i,
+            "rte_mode": "markdown",
+            "score": int(rng.paretovariate(1.2)) - 1,
+            "secure_media": None,
+            "secure_media_embed": {},
             "selftext": " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 120))) if is_self else "",
-            "send_replies": True, "spoiler": False, "stickied": False, "subreddit": subreddit,
-            "subreddit_id": "t5_2qh3l", "subreddit_name_prefixed": f"r/{subreddit}", "subreddit_type": "public",
-            "suggested_sort": None, "thumbnail": "self" if is_self else f"https://b.thumbs.redditmedia.com/{rng.getrandbits(128):032x}.jpg",
-            "thumbnail_height": None if is_self else 78, "thumbnail_width": None if is_self else 140,
-            "title": title, "url": url, "whitelist_status": "all_ads",
+            "send_replies": True,
+            "spoiler": False,
+            "stickied": False,
+            "subreddit": subreddit,
+            "subreddit_id": "t5_2qh3l",
+            "subreddit_name_prefixed": f"r/{subreddit}",
+            "subreddit_type": "public",
+            "suggested_sort": None,
+            "thumbnail": "self" if is_self else f"https://b.thumbs.redditmedia.com/{rng.getrandbits(128):032x}.jpg",
+            "thumbnail_height": None if is_self else 78,
+            "thumbnail_width": None if is_self else 140,
+            "title": title,
+            "url": url,
+            "whitelist_status": "all_ads",
         }
 
 
 def preview(rng: random.Random) -> dict:
     """A link post's preview: one image, its source and a few resolutions, as in the real records."""
+
     def image(width: int) -> dict:
-        return {"height": width * 3 // 4, "url": f"https://i.redditmedia.com/{rng.getrandbits(170):043x}.jpg?s={rng.getrandbits(128):032x}", "width": width}
+        return {
+            "height": width * 3 // 4,
+            "url": f"https://i.redditmedia.com/{rng.getrandbits(170):043x}.jpg?s={rng.getrandbits(128):032x}",
+            "width": width,
+        }
+
     sizes = [108, 216, 320][: rng.randint(0, 3)]
-    return {"enabled": False, "images": [{"id": f"{rng.getrandbits(170):043x}", "resolutions": [image(w) for w in sizes],
-                                          "source": image(rng.choice([140, 800, 1200])), "variants": {}}]}
+    return {
+        "enabled": False,
+        "images": [
+            {
+                "id": f"{rng.getrandbits(170):043x}",
+                "resolutions": [image(w) for w in sizes],
+                "source": image(rng.choice([140, 800, 1200])),
+                "variants": {},
+            }
+        ],
+    }
 
 
 def write(path: str, n: int, seed: int = 1) -> None:

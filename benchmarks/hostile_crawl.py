@@ -31,18 +31,29 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, HostileServer(slow_seconds=3.0) as server:
-        urls = [f"{server.url(path)}{'&' if '?' in path else '?'}copy={i}" for path in EXPECTED for i in range(args.copies)]
+        urls = [
+            f"{server.url(path)}{'&' if '?' in path else '?'}copy={i}" for path in EXPECTED for i in range(args.copies)
+        ]
         pq.write_table(pa.table({"url": urls}), Path(tmp) / "urls.parquet")
-        argv = [str(BIN / "webtext"), "crawl", str(Path(tmp) / "urls.parquet"), "--out", str(Path(tmp) / "pages"),
-                "--allow-network", "127.0.0.0/8"]
+        argv = [
+            str(BIN / "webtext"),
+            "crawl",
+            str(Path(tmp) / "urls.parquet"),
+            "--out",
+            str(Path(tmp) / "pages"),
+            "--allow-network",
+            "127.0.0.0/8",
+        ]
         seconds, peaks, code = timed(argv, Path(tmp) / "crawl.log")
         if code:
             raise SystemExit((Path(tmp) / "crawl.log").read_text()[-3000:])
         stats = json.loads((Path(tmp) / "pages" / "_stats.json").read_text())
         base_seconds, base_peaks, _ = timed([sys.executable, "-c", "pass"], Path(tmp) / "base.log")
     print(f"{len(urls)} hostile URLs crawled in {seconds:.1f} s; statuses {stats['outcomes']}")
-    print(f"peak RSS of the whole process tree {peaks.total_peak / 2**20:.0f} MB "
-          f"(a bare `python -c pass`: {base_peaks.total_peak / 2**20:.0f} MB)")
+    print(
+        f"peak RSS of the whole process tree {peaks.total_peak / 2**20:.0f} MB "
+        f"(a bare `python -c pass`: {base_peaks.total_peak / 2**20:.0f} MB)"
+    )
     for name, row in peaks.by_role().items():
         print(f"  {name:<40} {row['processes']:>3} process(es), largest peak {row['max_peak_mb']:>5} MB")
 

@@ -45,19 +45,34 @@ def main() -> None:
     if not (corpus / "docs").exists():
         start = time.perf_counter()
         shutil.rmtree(corpus, ignore_errors=True)
-        subprocess.run([sys.executable, str(HERE / "dedup_generate.py"), str(corpus), "--docs", str(args.docs)], check=True)
+        subprocess.run(
+            [sys.executable, str(HERE / "dedup_generate.py"), str(corpus), "--docs", str(args.docs)], check=True
+        )
         print(f"generated {corpus} in {time.perf_counter() - start:.0f} s", flush=True)
     config = args.work / "build.yaml"
     config.write_text(f"ray: {{num_cpus: {args.num_cpus}, object_store_memory_mb: 512}}\n")
     results = []
     for round_ in range(args.rounds):
-        stats, figures = stage_round([sys.executable, "-c", BASELINE, str(corpus / "docs")], "dedup", [str(corpus / "docs")],
-                                     args.work / "deduped", config, args.work)
+        stats, figures = stage_round(
+            [sys.executable, "-c", BASELINE, str(corpus / "docs")],
+            "dedup",
+            [str(corpus / "docs")],
+            args.work / "deduped",
+            config,
+            args.work,
+        )
         wall = figures.pop("wall")
-        results.append({
-            "round": round_, "documents": stats["input"], "kept": stats["output"], "dropped": stats["dropped"],
-            "dedup_s": round(wall, 1), "docs_per_s": round(stats["input"] / wall), **figures,
-        })
+        results.append(
+            {
+                "round": round_,
+                "documents": stats["input"],
+                "kept": stats["output"],
+                "dropped": stats["dropped"],
+                "dedup_s": round(wall, 1),
+                "docs_per_s": round(stats["input"] / wall),
+                **figures,
+            }
+        )
         print(json.dumps(results[-1], indent=1), flush=True)
     print(json.dumps({"summary": [{k: v for k, v in r.items() if k != "processes"} for r in results]}))
 

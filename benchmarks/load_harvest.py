@@ -35,19 +35,26 @@ def timed(argv: list[str], log: Path) -> tuple[float, PeakRSS, int]:
     return time.perf_counter() - start, peaks, code
 
 
-def stage_round(baseline: list[str], stage: str, inputs: list[str], out: Path, config: Path, work: Path) -> tuple[dict, dict]:
+def stage_round(
+    baseline: list[str], stage: str, inputs: list[str], out: Path, config: Path, work: Path
+) -> tuple[dict, dict]:
     """One round: the baseline process, then `webtext <stage> INPUTS --out OUT` on a fresh folder;
     the stage's counts (checked: in == out + dropped) and the figures both runs share."""
     base_s, base_peaks, code = timed(baseline, work / "baseline.log")
     assert code == 0, (work / "baseline.log").read_text()[-2000:]
     shutil.rmtree(out, ignore_errors=True)
-    wall, peaks, code = timed([str(BIN / "webtext"), stage, *inputs, "--out", str(out), "--config", str(config)], work / f"{stage}.log")
+    wall, peaks, code = timed(
+        [str(BIN / "webtext"), stage, *inputs, "--out", str(out), "--config", str(config)], work / f"{stage}.log"
+    )
     assert code == 0, (work / f"{stage}.log").read_text()[-3000:]
     stats = json.loads((out / "_stats.json").read_text())
     assert stats["input"] == stats["output"] + sum(stats["dropped"].values())
     return stats, {
-        "wall": wall, "baseline_s": round(base_s, 1), "ratio": round(wall / base_s, 2),
-        "peak_total_mb": round(peaks.total_peak / 2**20), "baseline_peak_mb": round(base_peaks.root_peak() / 2**20),
+        "wall": wall,
+        "baseline_s": round(base_s, 1),
+        "ratio": round(wall / base_s, 2),
+        "peak_total_mb": round(peaks.total_peak / 2**20),
+        "baseline_peak_mb": round(base_peaks.root_peak() / 2**20),
         "processes": peaks.by_role(),
     }
 
@@ -82,19 +89,33 @@ def main() -> None:
     dump = args.work / f"RS_load_{args.records}.zst"
     if not dump.exists():
         start = time.perf_counter()
-        subprocess.run([sys.executable, str(HERE / "harvest_gen.py"), str(dump) + ".part", "--records", str(args.records)], check=True)
+        subprocess.run(
+            [sys.executable, str(HERE / "harvest_gen.py"), str(dump) + ".part", "--records", str(args.records)],
+            check=True,
+        )
         Path(str(dump) + ".part").rename(dump)
-        print(f"generated {dump} ({dump.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"generated {dump} ({dump.stat().st_size / 2**20:.0f} MB) in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
     config = args.work / "build.yaml"
     config.write_text(f"ray: {{num_cpus: {args.num_cpus}, object_store_memory_mb: 512}}\n")
     results = []
     for round_ in range(args.rounds):
-        stats, figures = stage_round([sys.executable, "-c", BASELINE, str(dump)], "harvest", [str(dump)], args.work / "urls", config, args.work)
+        stats, figures = stage_round(
+            [sys.executable, "-c", BASELINE, str(dump)], "harvest", [str(dump)], args.work / "urls", config, args.work
+        )
         wall = figures.pop("wall")
-        results.append({
-            "round": round_, "records": stats["input"], "urls": stats["output"], "harvest_s": round(wall, 1),
-            "records_per_s": round(stats["input"] / wall), **figures,
-        })
+        results.append(
+            {
+                "round": round_,
+                "records": stats["input"],
+                "urls": stats["output"],
+                "harvest_s": round(wall, 1),
+                "records_per_s": round(stats["input"] / wall),
+                **figures,
+            }
+        )
         print(json.dumps(results[-1], indent=1), flush=True)
     print(json.dumps({"summary": [{k: v for k, v in r.items() if k != "processes"} for r in results]}))
 

@@ -96,5 +96,7 @@ class PeakRSS:
         """One line: the root's peak and the largest peaks of the other processes."""
         me = self.root_peak()
         others = sorted((b for pid, (_, b) in self.peaks.items() if pid != self.root.pid), reverse=True)
-        return (f"driver peak RSS {me / 2**20:.0f} MB; {len(others)} other processes, largest peaks "
-                f"{', '.join(f'{b / 2**20:.0f}' for b in others[:6])} MB")
+        return (
+            f"driver peak RSS {me / 2**20:.0f} MB; {len(others)} other processes, largest peaks "
+            f"{', '.join(f'{b / 2**20:.0f}' for b in others[:6])} MB"
+        )

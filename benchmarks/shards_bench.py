@@ -42,25 +42,29 @@ def generate(n: int, folder: Path, seed: int = 0) -> None:
     p = 1 / np.arange(1, len(vocab) + 1)
     p /= p.sum()
     domains = np.array([f"site{i}.com" for i in range(2000)], dtype=object)
-    subs = np.array(["news", "science", "worldnews", "programming", "politics", "technology", "books", "history"], dtype=object)
+    subs = np.array(
+        ["news", "science", "worldnews", "programming", "politics", "technology", "books", "history"], dtype=object
+    )
     for start in range(0, n, FILE_DOCS):
         count = min(FILE_DOCS, n - start)
         lengths = np.clip(rng.lognormal(5.7, 0.9, count).astype(int), 20, 20_000)
         words = vocab[rng.choice(len(vocab), int(lengths.sum()), p=p)]
         bounds = np.concatenate([[0], np.cumsum(lengths)])
-        texts = [" ".join(words[bounds[i]:bounds[i + 1]]) for i in range(count)]
+        texts = [" ".join(words[bounds[i] : bounds[i + 1]]) for i in range(count)]
         doc_domains = domains[np.minimum(rng.zipf(1.3, count), len(domains)) - 1]
         urls = [f"https://{d}/{seed}/{start + i}" for i, d in enumerate(doc_domains)]
-        table = pa.table({
-            "id": [hashlib.sha256(u.encode()).hexdigest()[:32] for u in urls],
-            "url": urls,
-            "domain": doc_domains.tolist(),
-            "subreddits": [[s] for s in subs[rng.integers(0, len(subs), count)]],
-            "created_utc": rng.integers(1_118_000_000, 1_600_000_000, count),
-            "text": texts,
-            "n_words": lengths.astype(np.int32),
-            "n_tokens": (lengths * 1.3).astype(np.int32),
-        })
+        table = pa.table(
+            {
+                "id": [hashlib.sha256(u.encode()).hexdigest()[:32] for u in urls],
+                "url": urls,
+                "domain": doc_domains.tolist(),
+                "subreddits": [[s] for s in subs[rng.integers(0, len(subs), count)]],
+                "created_utc": rng.integers(1_118_000_000, 1_600_000_000, count),
+                "text": texts,
+                "n_words": lengths.astype(np.int32),
+                "n_tokens": (lengths * 1.3).astype(np.int32),
+            }
+        )
         pq.write_table(table, folder / f"part-{start // FILE_DOCS:05d}.parquet", row_group_size=5000)
 
 
@@ -121,7 +125,9 @@ def _hwm_kb(pid: int) -> tuple[int, int]:
 
 def run_measured(script: str, args: list[str]) -> dict:
     env = os.environ | {"RAY_ADDRESS": "local"}  # a fresh local Ray, never another user's cluster
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
     peak_process, names, peak_total, done = {}, {}, 0, threading.Event()
 
     def sample():
@@ -191,7 +197,12 @@ def stream(files: list[Path], python: bool) -> dict:
             docs += len(column.to_pylist()) if python else len(column)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     size = sum(p.stat().st_size for p in files)
-    return {"docs_per_s": docs / seconds, "mb_per_s": size / 2**20 / seconds, "docs_per_cpu_s": docs / cpu, "mb_per_cpu_s": size / 2**20 / cpu}
+    return {
+        "docs_per_s": docs / seconds,
+        "mb_per_s": size / 2**20 / seconds,
+        "docs_per_cpu_s": docs / cpu,
+        "mb_per_cpu_s": size / 2**20 / cpu,
+    }
 
 
 def main() -> None:
@@ -202,12 +213,20 @@ def main() -> None:
     p.add_argument("--max-rows", type=int, default=None, help="max_rows_per_shard (default: the config's)")
     p.add_argument("--skip-write", action="store_true")
     p.add_argument("--skip-read", action="store_true")
-    p.add_argument("--baseline-max", type=int, default=300_000, help="largest corpus the in-memory baseline runs on (its memory grows)")
+    p.add_argument(
+        "--baseline-max",
+        type=int,
+        default=300_000,
+        help="largest corpus the in-memory baseline runs on (its memory grows)",
+    )
     args = p.parse_args()
     from webtext.core.config import ShardConfig
 
     defaults = ShardConfig()
-    config = {"max_rows_per_shard": args.max_rows or defaults.max_rows_per_shard, "row_group_rows": defaults.row_group_rows}
+    config = {
+        "max_rows_per_shard": args.max_rows or defaults.max_rows_per_shard,
+        "row_group_rows": defaults.row_group_rows,
+    }
     print(f"config {config}; {os.cpu_count()} CPUs")
     for n in args.docs:
         generate(n, args.work / f"docs-{n}")
@@ -222,25 +241,44 @@ def main() -> None:
                     shutil.rmtree(out, ignore_errors=True)
                     r = run_measured(script, [str(args.work / f"docs-{n}"), str(out), json.dumps(config)])
                     results.setdefault((name, n), []).append(r)
-                    print(f"round {round_} {name:>9} {n:>9,} docs: {r['seconds']:7.1f} s, peak process {r['peak_process_mb']:7.0f} MB, "
-                          f"({r['peak_process']}), driver {r['peak_driver_mb']:6.0f} MB, tree {r['peak_total_mb']:7.0f} MB", flush=True)
+                    print(
+                        f"round {round_} {name:>9} {n:>9,} docs: {r['seconds']:7.1f} s, peak process {r['peak_process_mb']:7.0f} MB, "
+                        f"({r['peak_process']}), driver {r['peak_driver_mb']:6.0f} MB, tree {r['peak_total_mb']:7.0f} MB",
+                        flush=True,
+                    )
         print("\nwriting (median of rounds):")
         for n in args.docs:
-            ours = {k: float(np.median([r[k] for r in results[("stage", n)]])) for k in ("seconds", "peak_process_mb", "peak_total_mb")}
+            ours = {
+                k: float(np.median([r[k] for r in results[("stage", n)]]))
+                for k in ("seconds", "peak_process_mb", "peak_total_mb")
+            }
             if ("in-memory", n) not in results:
-                print(f"  {n:>9,} docs: stage {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} docs/s), largest process "
-                      f"{ours['peak_process_mb']:.0f} MB, tree {ours['peak_total_mb']:.0f} MB | in-memory not run (memory)")
+                print(
+                    f"  {n:>9,} docs: stage {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} docs/s), largest process "
+                    f"{ours['peak_process_mb']:.0f} MB, tree {ours['peak_total_mb']:.0f} MB | in-memory not run (memory)"
+                )
                 continue
-            base = {k: float(np.median([r[k] for r in results[("in-memory", n)]])) for k in ("seconds", "peak_process_mb")}
-            print(f"  {n:>9,} docs: stage {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} docs/s), largest process {ours['peak_process_mb']:.0f} MB, "
-                  f"tree {ours['peak_total_mb']:.0f} MB | in-memory {base['seconds']:.1f} s, {base['peak_process_mb']:.0f} MB | "
-                  f"time ratio {ours['seconds'] / base['seconds']:.2f}, peak-process ratio {ours['peak_process_mb'] / base['peak_process_mb']:.2f}")
+            base = {
+                k: float(np.median([r[k] for r in results[("in-memory", n)]])) for k in ("seconds", "peak_process_mb")
+            }
+            print(
+                f"  {n:>9,} docs: stage {ours['seconds']:.1f} s ({n / ours['seconds']:,.0f} docs/s), largest process {ours['peak_process_mb']:.0f} MB, "
+                f"tree {ours['peak_total_mb']:.0f} MB | in-memory {base['seconds']:.1f} s, {base['peak_process_mb']:.0f} MB | "
+                f"time ratio {ours['seconds'] / base['seconds']:.2f}, peak-process ratio {ours['peak_process_mb'] / base['peak_process_mb']:.2f}"
+            )
     if args.skip_read:
         return
     print("\nstreaming reads of `text` (first input file, 50k docs), alternated, best of 5 (noise only slows):")
     sample = args.work / f"docs-{args.docs[0]}"
-    layouts = [(10_000, 1_000), (10_000, 250), (10_000, 4_000), (50_000, 1_000), (50_000, 4_000), (50_000, 16_000),
-               (config["max_rows_per_shard"], config["row_group_rows"])]
+    layouts = [
+        (10_000, 1_000),
+        (10_000, 250),
+        (10_000, 4_000),
+        (50_000, 1_000),
+        (50_000, 4_000),
+        (50_000, 16_000),
+        (config["max_rows_per_shard"], config["row_group_rows"]),
+    ]
     layouts = list(dict.fromkeys(layouts))
     written = {layout: rewrite(sample, args.work / f"read-{layout[0]}-{layout[1]}", *layout) for layout in layouts}
     for python in (False, True):
@@ -249,12 +287,19 @@ def main() -> None:
             for layout in layouts:
                 figures[layout].append(stream(written[layout], python))
         base = max(f["docs_per_cpu_s"] for f in figures[(10_000, 1_000)])
-        print(f"  {'arrow column' if not python else 'python strings'} (wall; and per CPU-second, the steadier figure on a shared machine):")
+        print(
+            f"  {'arrow column' if not python else 'python strings'} (wall; and per CPU-second, the steadier figure on a shared machine):"
+        )
         for layout in layouts:
             docs, mb = max(f["docs_per_s"] for f in figures[layout]), max(f["mb_per_s"] for f in figures[layout])
-            cpu_docs, cpu_mb = max(f["docs_per_cpu_s"] for f in figures[layout]), max(f["mb_per_cpu_s"] for f in figures[layout])
-            print(f"    shard {layout[0]:>6,} rows, row group {layout[1]:>6,}: {docs:>9,.0f} docs/s {mb:>5.0f} MB/s | "
-                  f"{cpu_docs:>9,.0f} docs/CPU-s {cpu_mb:>5.0f} MB/CPU-s  (x{cpu_docs / base:.2f} vs 10k/1k)")
+            cpu_docs, cpu_mb = (
+                max(f["docs_per_cpu_s"] for f in figures[layout]),
+                max(f["mb_per_cpu_s"] for f in figures[layout]),
+            )
+            print(
+                f"    shard {layout[0]:>6,} rows, row group {layout[1]:>6,}: {docs:>9,.0f} docs/s {mb:>5.0f} MB/s | "
+                f"{cpu_docs:>9,.0f} docs/CPU-s {cpu_mb:>5.0f} MB/CPU-s  (x{cpu_docs / base:.2f} vs 10k/1k)"
+            )
 
 
 if __name__ == "__main__":

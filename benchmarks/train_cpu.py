@@ -55,8 +55,11 @@ def bare_loop(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tenso
     model = build_model(config.preset, config.block_size)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate, betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+    )
     rates, started = [], time.perf_counter()
     for step, (x, y) in enumerate(batches):
         for group in optimizer.param_groups:
@@ -113,10 +116,16 @@ def main() -> None:
             parquet_rate.append(loader_rate(shards))
             token_rate.append(loader_rate(tmp / "tokens"))
     med = statistics.median
-    print(f"\ntiny preset, batch {plain.batch_size} x block {plain.block_size}, {args.steps} steps, {args.rounds} alternated rounds, "
-          f"median of {args.window}-step windows after the first, {torch.get_num_threads()} torch threads")
-    print(f"trainer (Parquet loader, checkpoint at the end): {med(trainer):>10,.0f} tok/s  windows {[round(t) for t in trainer]}")
-    print(f"bare loop (same model/optimizer, batches in RAM): {med(bare):>10,.0f} tok/s  windows {[round(t) for t in bare]}")
+    print(
+        f"\ntiny preset, batch {plain.batch_size} x block {plain.block_size}, {args.steps} steps, {args.rounds} alternated rounds, "
+        f"median of {args.window}-step windows after the first, {torch.get_num_threads()} torch threads"
+    )
+    print(
+        f"trainer (Parquet loader, checkpoint at the end): {med(trainer):>10,.0f} tok/s  windows {[round(t) for t in trainer]}"
+    )
+    print(
+        f"bare loop (same model/optimizer, batches in RAM): {med(bare):>10,.0f} tok/s  windows {[round(t) for t in bare]}"
+    )
     print(f"ratio trainer / bare: {med(trainer) / med(bare):.2f}")
     print(f"loader from Parquet (tokenizing, 8 x 1024): {med(parquet_rate):>12,.0f} tok/s")
     print(f"loader from token shards (8 x 1024):        {med(token_rate):>12,.0f} tok/s")

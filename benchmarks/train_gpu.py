@@ -42,25 +42,51 @@ def main() -> None:
         tokens_needed = args.steps * args.batch * args.accum * 1025 * 2
         for s in range(8):
             texts = [" ".join(rng.choices(words, k=600)) for _ in range(tokens_needed // (8 * 1200) + 1)]
-            pq.write_table(pa.table({"id": [f"{s}-{i}" for i in range(len(texts))], "text": texts}),
-                           tmp / "docs" / f"shard-{s}.parquet", row_group_size=64)
+            pq.write_table(
+                pa.table({"id": [f"{s}-{i}" for i in range(len(texts))], "text": texts}),
+                tmp / "docs" / f"shard-{s}.parquet",
+                row_group_size=64,
+            )
         tokenize_shards(tmp / "docs", tmp / "tokens")
         results = {False: [], True: []}
         for r in range(args.rounds):
             for compiled in (False, True):
-                config = TrainConfig(shards=str(tmp / "tokens"), out_dir=tmp / f"run-{r}-{compiled}", preset="gpt2",
-                                     block_size=1024, batch_size=args.batch, grad_accum_steps=args.accum,
-                                     max_steps=args.steps, log_every=max(1, args.steps // 3), learning_rate=6e-4,
-                                     min_learning_rate=6e-5, warmup_steps=10, val_fraction=0.0,
-                                     checkpoint_every=args.steps, compile=compiled, sample_tokens=0)
+                config = TrainConfig(
+                    shards=str(tmp / "tokens"),
+                    out_dir=tmp / f"run-{r}-{compiled}",
+                    preset="gpt2",
+                    block_size=1024,
+                    batch_size=args.batch,
+                    grad_accum_steps=args.accum,
+                    max_steps=args.steps,
+                    log_every=max(1, args.steps // 3),
+                    learning_rate=6e-4,
+                    min_learning_rate=6e-5,
+                    warmup_steps=10,
+                    val_fraction=0.0,
+                    checkpoint_every=args.steps,
+                    compile=compiled,
+                    sample_tokens=0,
+                )
                 train(config)
-                last = [json.loads(line) for line in (tmp / f"run-{r}-{compiled}" / "metrics.jsonl").read_text().splitlines()][-1]
+                last = [
+                    json.loads(line)
+                    for line in (tmp / f"run-{r}-{compiled}" / "metrics.jsonl").read_text().splitlines()
+                ][-1]
                 results[compiled].append((last["tokens_per_s"], last.get("mfu")))
-    print(f"\n{torch.cuda.get_device_name()}, gpt2 124M, batch {args.batch} x 1024 x accum {args.accum}, bf16, fused AdamW, "
-          "token shards")
+    print(
+        f"\n{torch.cuda.get_device_name()}, gpt2 124M, batch {args.batch} x 1024 x accum {args.accum}, bf16, fused AdamW, "
+        "token shards"
+    )
     for compiled, runs in results.items():
-        print(f"torch.compile={compiled}: " + ", ".join(f"{t:,.0f} tok/s MFU {m if m is None else f'{m:.1%}'}" for t, m in runs))
-    best = lambda runs: max(t for t, _ in runs)
+        print(
+            f"torch.compile={compiled}: "
+            + ", ".join(f"{t:,.0f} tok/s MFU {m if m is None else f'{m:.1%}'}" for t, m in runs)
+        )
+
+    def best(runs):
+        return max(t for t, _ in runs)
+
     print(f"ratio compiled / eager: {best(results[True]) / best(results[False]):.2f}")
 
 

@@ -46,15 +46,20 @@ RULES: dict[str, re.Pattern] = {
         r"|ap photo|ap|istock(?:photo)?|unsplash|alamy)\)?\.?|©.*"
         r"|\([^()]*\b(?:photo|image|credit|getty|shutterstock)\b[^()]*\)\.?)"
     ),
-    "byline": re.compile(rf"(?:(?i:by|written by|words by|posted by|author:?)\s+{_NAME}"
-                         rf"(?:\s*(?:,|and|&)\s*{_NAME})*(?:\s*[,|•·-]?\s*(?i:{_DATE}))?|(?i:about the author):?)"),
-    "date": re.compile(rf"(?i)(?:(?:published|updated|posted|last updated|modified|date)(?: on)?:?\s*)?{_DATE}"
-                       r"(?:\s*[|•·-]\s*\d+\s+min(?:ute)?s? read)?|\d+\s+min(?:ute)?s? read"),
+    "byline": re.compile(
+        rf"(?:(?i:by|written by|words by|posted by|author:?)\s+{_NAME}"
+        rf"(?:\s*(?:,|and|&)\s*{_NAME})*(?:\s*[,|•·-]?\s*(?i:{_DATE}))?|(?i:about the author):?)"
+    ),
+    "date": re.compile(
+        rf"(?i)(?:(?:published|updated|posted|last updated|modified|date)(?: on)?:?\s*)?{_DATE}"
+        r"(?:\s*[|•·-]\s*\d+\s+min(?:ute)?s? read)?|\d+\s+min(?:ute)?s? read"
+    ),
 }
 
 
-def remove_boilerplate_lines(text: str, rules: list[str], counts: Counter | None = None,
-                             code_lines: frozenset[str] = frozenset()) -> str:
+def remove_boilerplate_lines(
+    text: str, rules: list[str], counts: Counter | None = None, code_lines: frozenset[str] = frozenset()
+) -> str:
     """`text` without the short lines that one of `rules` matches in full; `counts[rule]` += lines removed.
 
     The page's own `code_lines` are never touched (a short `Image: …` line in a config sample), nor is

@@ -37,7 +37,12 @@ def detect(body: bytes) -> str | None:
     if not matches:
         return None
     least = min(m.chaos for m in matches)
-    fitting = {SUPERSETS.get(name, name) for m in matches if m.chaos <= least + CHAOS_MARGIN for name in m.could_be_from_charset}
+    fitting = {
+        SUPERSETS.get(name, name)
+        for m in matches
+        if m.chaos <= least + CHAOS_MARGIN
+        for name in m.could_be_from_charset
+    }
     return next((name for name in WEB_CHARSETS if name in fitting), matches[0].encoding)
 
 

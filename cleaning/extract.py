@@ -34,7 +34,9 @@ from webtext.core.tokenizer import gpt2_encoding
 
 DROP_REASON = pa.field("drop_reason", pa.string())
 # `outcomes`: the page's structural type and one label per line a rule removed, counted in the stage's stats
-EXTRACTED = DOCS.append(DROP_REASON).append(pa.field(OUTCOMES, pa.list_(pa.string()))).append(pa.field(ERROR, pa.string()))
+EXTRACTED = (
+    DOCS.append(DROP_REASON).append(pa.field(OUTCOMES, pa.list_(pa.string()))).append(pa.field(ERROR, pa.string()))
+)
 
 # Cheap title: the first of these that yields text (trafilatura's metadata pass costs ~20% of a page).
 TITLE_XPATHS = ['//meta[@property="og:title"]/@content', "//title//text()", "//h1//text()"]
@@ -45,8 +47,19 @@ CODE_BLOCKS = "//pre|//code"
 OG_TYPE = '//meta[@property="og:type" or @name="og:type"]/@content'
 LD_JSON = '//script[@type="application/ld+json"]/text()'
 LD_TYPE = re.compile(r'"@type"\s*:\s*(\[[^\]]*\]|"[^"]*")')
-ARTICLE_TYPES = {"Article", "NewsArticle", "BlogPosting", "Report", "TechArticle", "ScholarlyArticle", "LiveBlogPosting",
-                 "AnalysisNewsArticle", "OpinionNewsArticle", "ReportageNewsArticle", "ReviewNewsArticle"}
+ARTICLE_TYPES = {
+    "Article",
+    "NewsArticle",
+    "BlogPosting",
+    "Report",
+    "TechArticle",
+    "ScholarlyArticle",
+    "LiveBlogPosting",
+    "AnalysisNewsArticle",
+    "OpinionNewsArticle",
+    "ReportageNewsArticle",
+    "ReviewNewsArticle",
+}
 FORUM_TYPES = {"DiscussionForumPosting", "QAPage", "Comment"}
 PRODUCT_TYPES = {"Product", "ProductGroup", "Offer"}
 LISTING_TYPES = {"ItemList", "CollectionPage", "SearchResultsPage"}
@@ -85,7 +98,9 @@ def code_lines(tree: HtmlElement, min_chars: int) -> frozenset[str]:
     """The page's own code lines (`<pre>`, `<code>`), cleaned as the text's lines are: code repeats
     legitimately, and the line repair must not take it for a block the extractor emitted twice."""
     return frozenset(
-        line for block in tree.xpath(CODE_BLOCKS) for line in map(clean_line, block.text_content().splitlines())
+        line
+        for block in tree.xpath(CODE_BLOCKS)
+        for line in map(clean_line, block.text_content().splitlines())
         if len(line) >= min_chars
     )
 
@@ -97,8 +112,16 @@ def fallback_text(tree: HTMLTree, comments: bool) -> str:
     by more than 0.0003. `comments`: whether comment sections count as main content.
     """
     return extract_plain_text(
-        tree, main_content=True, preserve_formatting=True, list_bullets=False, alt_texts=False,
-        links=False, form_fields=False, noscript=False, comments=comments, post_meta=False,
+        tree,
+        main_content=True,
+        preserve_formatting=True,
+        list_bullets=False,
+        alt_texts=False,
+        links=False,
+        form_fields=False,
+        noscript=False,
+        comments=comments,
+        post_meta=False,
     )
 
 
@@ -122,8 +145,14 @@ class Extractor:
         code = code_lines(tree, c.repeated_line_min_chars)
         # Fast mode cuts documentation pages short (one tab, one section) where full mode keeps them.
         fast = c.fast and not (c.full_mode_for_code and tree.xpath("boolean(//pre)"))
-        options = dict(url=url, with_metadata=c.full_metadata, favor_precision=c.favor_precision,
-                       favor_recall=c.favor_recall, include_comments=c.include_comments, include_tables=c.include_tables)
+        options = dict(
+            url=url,
+            with_metadata=c.full_metadata,
+            favor_precision=c.favor_precision,
+            favor_recall=c.favor_recall,
+            include_comments=c.include_comments,
+            include_tables=c.include_tables,
+        )
         result = trafilatura.bare_extraction(tree, fast=fast, **options)
         text = result.text if result is not None and result.text else ""
         if fast and len(text) < c.full_mode_below_chars:
@@ -177,8 +206,10 @@ class Extractor:
             return doc
         seconds = time.thread_time() - start
         if seconds > self.config.time_budget_s:
-            doc.update(drop_reason="extraction_timeout",
-                       error=f"extraction_timeout: {seconds:.1f} s of CPU, over extract.time_budget_s {self.config.time_budget_s:g}")
+            doc.update(
+                drop_reason="extraction_timeout",
+                error=f"extraction_timeout: {seconds:.1f} s of CPU, over extract.time_budget_s {self.config.time_budget_s:g}",
+            )
             return doc
         if not text:
             doc["drop_reason"] = "extraction_failed"
@@ -195,7 +226,9 @@ class Extractor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         if "html" in batch.column_names and pa.types.is_string(batch.schema.field("html").type):
-            batch = batch.set_column(batch.column_names.index("html"), "html", pc.cast(batch.column("html"), pa.binary()))
+            batch = batch.set_column(
+                batch.column_names.index("html"), "html", pc.cast(batch.column("html"), pa.binary())
+            )
         return pa.Table.from_pylist([self.extract(row) for row in batch.to_pylist()], schema=EXTRACTED)
 
 

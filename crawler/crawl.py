@@ -25,8 +25,8 @@ import logging
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from collections import Counter
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import pyarrow as pa
@@ -38,7 +38,15 @@ from crawler.pipelines import FETCH
 from crawler.urls import registered_domain
 from webtext.core import storage
 from webtext.core.config import CrawlConfig
-from webtext.core.runner import InputError, Run, check_inputs, config_fingerprint, conform_input, input_fingerprint, text_lines_table
+from webtext.core.runner import (
+    InputError,
+    Run,
+    check_inputs,
+    config_fingerprint,
+    conform_input,
+    input_fingerprint,
+    text_lines_table,
+)
 from webtext.core.schemas import PAGES, PROVENANCE_FIELDS
 from webtext.core.stage import Resources, Stage, constant_default, null_default
 from webtext.core.stats import StageStats
@@ -120,8 +128,12 @@ def scrapy_settings(config: CrawlConfig, fetch_dir: str) -> dict:
         },
         # Only http(s) is ever fetched (the address guard refuses other schemes first, by scheme).
         "DOWNLOAD_HANDLERS": {
-            "file": None, "data": None, "s3": None, "ftp": None,
-            "http": "crawler.handlers.HealthyHostsHandler", "https": "crawler.handlers.HealthyHostsHandler",
+            "file": None,
+            "data": None,
+            "s3": None,
+            "ftp": None,
+            "http": "crawler.handlers.HealthyHostsHandler",
+            "https": "crawler.handlers.HealthyHostsHandler",
         },
         "ITEM_PIPELINES": {"crawler.pipelines.ChunkedPagesPipeline": 100},
         "WEBTEXT_ALLOWED_NETWORKS": config.allowed_networks,
@@ -148,7 +160,9 @@ def _reactor():
             install_reactor("twisted.internet.asyncioreactor.AsyncioSelectorReactor")
             from twisted.internet import reactor
 
-            threading.Thread(target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True, name="reactor").start()
+            threading.Thread(
+                target=reactor.run, kwargs={"installSignalHandlers": False}, daemon=True, name="reactor"
+            ).start()
             _REACTOR = reactor
     return _REACTOR
 
@@ -259,7 +273,9 @@ def units_task(task: UnitsTask) -> list[dict]:
                     break
                 end = nxt
         unit = f"{name}-u{len(units):04d}"
-        storage.write_parquet(storage.join(task.units, f"{unit}.parquet"), rows.slice(start, end - start), compression="zstd")
+        storage.write_parquet(
+            storage.join(task.units, f"{unit}.parquet"), rows.slice(start, end - start), compression="zstd"
+        )
         largest = max(Counter(domains[start:end]).values())
         units.append({"name": unit, "rows": end - start, "largest_domain": largest})
         start = end
@@ -304,12 +320,19 @@ def crawl_unit(task: UnitTask) -> dict:
     capped = _over_cap(rows, task.config.max_urls_per_domain)
     done, next_chunk = fetched_urls(task.fetch)
     wanted = interleave_domains(
-        (u, d) for u, d in zip(rows.column("url").to_pylist(), rows.column("domain").to_pylist()) if u not in done and u not in capped
+        (u, d)
+        for u, d in zip(rows.column("url").to_pylist(), rows.column("domain").to_pylist())
+        if u not in done and u not in capped
     )
     if wanted:
         crawl_urls(
-            wanted, task.config, task.fetch, WEBTEXT_FIRST_CHUNK=next_chunk, WEBTEXT_UNIT_TOTAL=len(wanted),
-            WEBTEXT_UNIT=task.name, WEBTEXT_PROGRESS=task.progress,
+            wanted,
+            task.config,
+            task.fetch,
+            WEBTEXT_FIRST_CHUNK=next_chunk,
+            WEBTEXT_UNIT_TOTAL=len(wanted),
+            WEBTEXT_UNIT=task.name,
+            WEBTEXT_PROGRESS=task.progress,
         )
     statuses = write_part(rows, task.fetch, task.part, capped)
     storage.delete(task.fetch)
@@ -389,7 +412,9 @@ def _pages(rows: pa.Table, fetched: pa.Table) -> pa.Table:
     columns = {name: rows.column(name) for name in PROVENANCE.names}
     for f in FETCH:
         if f.name != "url":
-            columns[f.name] = fetched.column(f.name) if f.name in fetched.column_names else pa.nulls(fetched.num_rows, f.type)
+            columns[f.name] = (
+                fetched.column(f.name) if f.name in fetched.column_names else pa.nulls(fetched.num_rows, f.type)
+            )
     return pa.table(columns, schema=PAGES)
 
 
@@ -443,7 +468,9 @@ def crawl_plan(run: Run) -> StageStats:
     config: CrawlConfig = run.config
     stats = run.stats
     sources, estimate = crawl_sources(run.stage, run.inputs)
-    digest = hashlib.sha256(json.dumps([input_fingerprint(run.inputs), config_fingerprint(config)], default=str).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps([input_fingerprint(run.inputs), config_fingerprint(config)], default=str).encode()
+    ).hexdigest()
     record = storage.join(run.scratch, UNITS_FILE)
     plan = storage.read_json(record) if storage.exists(record) else None
     if plan is None or plan.get("fingerprint") != digest:
@@ -469,8 +496,19 @@ def crawl_plan(run: Run) -> StageStats:
             stats.outcomes.update(part_statuses(part))
             continue
         rows = storage.join(run.scratch, "units", f"{unit['name']}.parquet")
-        todo.append(UnitTask(unit["name"], rows, storage.join(run.scratch, "fetch", unit["name"]), part, config, progress, niceness,
-                             unit["rows"], unit.get("largest_domain", unit["rows"])))
+        todo.append(
+            UnitTask(
+                unit["name"],
+                rows,
+                storage.join(run.scratch, "fetch", unit["name"]),
+                part,
+                config,
+                progress,
+                niceness,
+                unit["rows"],
+                unit.get("largest_domain", unit["rows"]),
+            )
+        )
     # The largest domain sets a unit's least duration: those units start first, so the crawl's end is set
     # by its slowest domain, not by when that domain's unit happened to start.
     todo.sort(key=lambda task: (-task.largest_domain, -task.urls))
@@ -486,10 +524,16 @@ def crawl_plan(run: Run) -> StageStats:
 def _make_units(run: Run, sources: list[str], buckets: int, digest: str) -> dict:
     config: CrawlConfig = run.config
     split = storage.join(run.scratch, "split")
-    results = run.tasks(split_task, [SplitTask(s, i, buckets, split) for i, s in enumerate(sources)], desc="split by domain")
+    results = run.tasks(
+        split_task, [SplitTask(s, i, buckets, split) for i, s in enumerate(sources)], desc="split by domain"
+    )
     filled = sorted({b for r in results for b in r["buckets"]})  # the driver never lists the split files
     units_dir = storage.join(run.scratch, "units")
-    cut = run.tasks(units_task, [UnitsTask(storage.join(split, f"b{b:05d}"), units_dir, config.unit_urls) for b in filled], desc="cut units")
+    cut = run.tasks(
+        units_task,
+        [UnitsTask(storage.join(split, f"b{b:05d}"), units_dir, config.unit_urls) for b in filled],
+        desc="cut units",
+    )
     storage.delete(split)
     units = [u for bucket in cut for u in bucket]
     return {

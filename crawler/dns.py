@@ -90,7 +90,7 @@ class HostLookups:
 
 
 def parse_server(text: str) -> tuple[str, int]:
-    """"ip" or "ip:port" (an IPv6 address without a port) as the (host, port) twisted.names takes."""
+    """ "ip" or "ip:port" (an IPv6 address without a port) as the (host, port) twisted.names takes."""
     if text.count(":") == 1:
         host, port = text.split(":")
         return host, int(port)

@@ -46,7 +46,9 @@ class HostHealth:
             return
         self.failures[server] = n = self.failures.get(server, 0) + 1
         if n >= self.threshold and server not in self.condemned:
-            self.condemned[server] = f"{n} connections failed and none answered (last: {type(exc).__name__}: {exc})"[:300]
+            self.condemned[server] = f"{n} connections failed and none answered (last: {type(exc).__name__}: {exc})"[
+                :300
+            ]
 
 
 @implementer(IStreamClientEndpoint)

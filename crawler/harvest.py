@@ -23,8 +23,9 @@ import logging
 import lzma
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Iterator
+from typing import IO
 
 import msgspec
 import numpy as np
@@ -189,10 +190,14 @@ class Slice:
     end: int | None = None
 
     def where(self, line: int) -> str:
-        return f"{self.location}:{line}" if self.start == 0 else f"{self.location}:{line} of the range from byte {self.start}"
+        return (
+            f"{self.location}:{line}"
+            if self.start == 0
+            else f"{self.location}:{line} of the range from byte {self.start}"
+        )
 
 
-def _plain_range(raw: "_Counting", piece: Slice) -> Iterator[bytes]:
+def _plain_range(raw: _Counting, piece: Slice) -> Iterator[bytes]:
     """Bytes of the lines that start in [start, end): the line straddling `start` belongs to the
     previous range, the one straddling `end` is finished here."""
     pos, data = 0, b""
@@ -205,7 +210,7 @@ def _plain_range(raw: "_Counting", piece: Slice) -> Iterator[bytes]:
                 return
             newline = block.find(b"\n")
             if newline >= 0:
-                pos, data = pos + newline + 1, block[newline + 1:]
+                pos, data = pos + newline + 1, block[newline + 1 :]
                 break
             pos += len(block)
         if pos >= piece.end:
@@ -273,9 +278,13 @@ def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> 
                 yield _decode(decoder, tail, piece, line, stats)
             line += 1
     except EOFError as exc:
-        _truncated(f"{location}: dump ends early (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats)
+        _truncated(
+            f"{location}: dump ends early (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats
+        )
     except (OSError, lzma.LZMAError, zstandard.ZstdError) as exc:
-        _truncated(f"{location}: corrupt dump (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats)
+        _truncated(
+            f"{location}: corrupt dump (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats
+        )
     finally:
         raw.close()
     if line == 0 and piece.start == 0 and stats.input == 0:
@@ -297,7 +306,9 @@ def _truncated(message: str, config: HarvestConfig, stats: StageStats, lost: int
     stats.dropped[TRUNCATED] += lost
 
 
-def _decode(decoder: msgspec.json.Decoder, data: bytes | memoryview, piece: Slice, line: int, stats: StageStats) -> list[Submission]:
+def _decode(
+    decoder: msgspec.json.Decoder, data: bytes | memoryview, piece: Slice, line: int, stats: StageStats
+) -> list[Submission]:
     """All lines of a chunk at once (msgspec's NDJSON decoder); line by line when one is malformed."""
     try:
         records = decoder.decode_lines(data)
@@ -357,7 +368,10 @@ class SubmissionFilter:
         self.extensions = tuple(config.file_extensions)
         # domain -> why its hosts are dropped (the first reason of REASON_ORDER when lists overlap)
         self.domain_reasons: dict[str, str] = {}
-        for reason, domains in zip(REASON_ORDER, (config.reddit_domains, config.wikipedia_domains, config.media_domains, config.blocked_domains)):
+        for reason, domains in zip(
+            REASON_ORDER,
+            (config.reddit_domains, config.wikipedia_domains, config.media_domains, config.blocked_domains),
+        ):
             for domain in domains:
                 self.domain_reasons.setdefault(domain, reason)
         self.hosts: dict[str, tuple[str | None, str]] = {}  # host -> (drop reason, registered domain)
@@ -423,8 +437,19 @@ class SubmissionFilter:
 # -- one dump (or a slice of one) -> candidates in buckets ------------------------------------------
 
 
-REASONS = ("candidate", "self_post", "no_url", "nsfw", "no_date", "out_of_window", "blocked_subreddit", "low_karma", "invalid_url",
-           *REASON_ORDER, "file_extension")
+REASONS = (
+    "candidate",
+    "self_post",
+    "no_url",
+    "nsfw",
+    "no_date",
+    "out_of_window",
+    "blocked_subreddit",
+    "low_karma",
+    "invalid_url",
+    *REASON_ORDER,
+    "file_extension",
+)
 CODE = {reason: code for code, reason in enumerate(REASONS)}
 NULL_TYPE = type(None)
 
@@ -455,7 +480,9 @@ class BatchFilter(SubmissionFilter):
         # with `/` could match across the host (then every URL takes the Python path), `?` never matches
         usable = [ext for ext in self.extensions if ext.isascii() and ext == ext.lower() and "?" not in ext]
         self.python_only = any("/" in ext for ext in usable)
-        self.extension_pattern = r"(?i)^[^?]*(?:" + "|".join(map(ascii_literal, usable)) + r")(?:\?|$)" if usable else None
+        self.extension_pattern = (
+            r"(?i)^[^?]*(?:" + "|".join(map(ascii_literal, usable)) + r")(?:\?|$)" if usable else None
+        )
 
     def url_codes(self, raw: pa.Array) -> tuple[np.ndarray, pa.Array, pa.Array]:
         """(reason code, normalized URL, domain) of each distinct raw URL."""
@@ -469,13 +496,20 @@ class BatchFilter(SubmissionFilter):
         known = [self._host_code(h) for h in distinct.dictionary.to_pylist()]
         where = distinct.indices
         domains = pa.array([k[1] for k in known], pa.string()).take(where)
-        codes[fast] = np.array([k[0] for k in known], np.int8)[pc.fill_null(where, 0).to_numpy(zero_copy_only=False)[fast]]
+        codes[fast] = np.array([k[0] for k in known], np.int8)[
+            pc.fill_null(where, 0).to_numpy(zero_copy_only=False)[fast]
+        ]
         if self.extension_pattern:
-            extension = pc.fill_null(pc.match_substring_regex(urls, self.extension_pattern), False).to_numpy(zero_copy_only=False)
+            extension = pc.fill_null(pc.match_substring_regex(urls, self.extension_pattern), False).to_numpy(
+                zero_copy_only=False
+            )
             codes[fast & (codes == 0) & extension] = CODE["file_extension"]
         slow = np.flatnonzero(~fast)
         if len(slow):
-            done = [self.urls.get(u) or self.url_class(u) if u else ("no_url", None, None) for u in raw.take(pa.array(slow)).to_pylist()]
+            done = [
+                self.urls.get(u) or self.url_class(u) if u else ("no_url", None, None)
+                for u in raw.take(pa.array(slow)).to_pylist()
+            ]
             codes[slow] = [CODE[d[0]] for d in done]
             urls = pc.coalesce(urls, spread(pa.array([d[1] for d in done], pa.string()), slow, len(raw)))
             domains = pc.coalesce(domains, spread(pa.array([d[2] for d in done], pa.string()), slow, len(raw)))
@@ -497,7 +531,11 @@ class BatchFilter(SubmissionFilter):
             names = pc.unique(subreddit).to_pylist()
             blocked = [s for s in names if s and s.lower() in self.subreddits]
             if blocked:
-                code[pc.fill_null(pc.is_in(subreddit, pa.array(blocked, pa.string())), False).to_numpy(zero_copy_only=False)] = CODE["blocked_subreddit"]
+                code[
+                    pc.fill_null(pc.is_in(subreddit, pa.array(blocked, pa.string())), False).to_numpy(
+                        zero_copy_only=False
+                    )
+                ] = CODE["blocked_subreddit"]
         window = c.start_utc is not None or c.end_utc is not None
         if window:
             created = _int64_column([r.created_utc for r in records], {int, NULL_TYPE}, created_seconds)
@@ -520,7 +558,9 @@ class BatchFilter(SubmissionFilter):
         pending = np.flatnonzero(code == 0)
         if len(pending):
             left = [records[i] for i in pending.tolist()]
-            encoded = pc.dictionary_encode(pa.array([r.url for r in left], pa.string()))  # distinct URLs and each row's, in one pass
+            encoded = pc.dictionary_encode(
+                pa.array([r.url for r in left], pa.string())
+            )  # distinct URLs and each row's, in one pass
             codes, urls, domains = self.url_codes(encoded.dictionary)
             index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             code[pending] = codes[index]
@@ -532,18 +572,34 @@ class BatchFilter(SubmissionFilter):
             return None
         keep = codes[index] == 0
         kept = [r for r, k in zip(left, keep.tolist()) if k]
-        take, distinct = pa.array(pending[keep]), pa.array(index[keep])  # positions among the records, among the distinct URLs
+        take, distinct = (
+            pa.array(pending[keep]),
+            pa.array(index[keep]),
+        )  # positions among the records, among the distinct URLs
         # columns already built over the whole batch (when a rule needed them) are taken, not built again
-        created = created.take(take) if window else _int64_column([r.created_utc for r in kept], {int, NULL_TYPE}, created_seconds)
+        created = (
+            created.take(take)
+            if window
+            else _int64_column([r.created_utc for r in kept], {int, NULL_TYPE}, created_seconds)
+        )
         subreddit = subreddit.take(take) if self.subreddits else pa.array([r.subreddit for r in kept], pa.string())
         return pa.table(
-            [urls.take(distinct), domains.take(distinct), pa.array([r.id for r in kept], pa.string()), subreddit,
-             score.take(take), pa.array([r.title for r in kept], pa.string()), created],
+            [
+                urls.take(distinct),
+                domains.take(distinct),
+                pa.array([r.id for r in kept], pa.string()),
+                subreddit,
+                score.take(take),
+                pa.array([r.title for r in kept], pa.string()),
+                created,
+            ],
             schema=CANDIDATE,
         )
 
 
-def iter_candidates(piece: Slice, config: HarvestConfig, stats: StageStats, batch_rows: int = FLUSH_ROWS) -> Iterator[pa.Table]:
+def iter_candidates(
+    piece: Slice, config: HarvestConfig, stats: StageStats, batch_rows: int = FLUSH_ROWS
+) -> Iterator[pa.Table]:
     """Candidate submissions of a dump slice as Arrow tables of at most about `batch_rows` rows."""
     keep = BatchFilter(config)
     tables, rows = [], 0
@@ -636,7 +692,10 @@ def _harvest_task(task: HarvestTask) -> dict:
     for flush, table in enumerate(candidates):
         ids = bucket_of(table.column("url"), task.buckets)
         runs.append(storage.join(task.scratch, "runs", f"t{task.index:05d}-{flush:04d}.arrow"))
-        with storage.atomic_output(runs[-1]) as sink, pa.ipc.new_stream(sink, RUN, options=pa.ipc.IpcWriteOptions(compression="lz4")) as run:
+        with (
+            storage.atomic_output(runs[-1]) as sink,
+            pa.ipc.new_stream(sink, RUN, options=pa.ipc.IpcWriteOptions(compression="lz4")) as run,
+        ):
             for _, part in by_bucket(table.append_column(RUN.field(BUCKET), ids), ids):
                 run.write_table(part, max_chunksize=RUN_BATCH_ROWS)
         table = part = None  # freed before the next buffer fills
@@ -685,14 +744,20 @@ def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageSt
     every row); only the qualifying URLs are sorted and only their rows are gathered, since under
     url_sum most URLs of a dump fall below the karma rule."""
     n = candidates.num_rows
-    encoded = pc.dictionary_encode(candidates["url"].combine_chunks()) if n else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    encoded = (
+        pc.dictionary_encode(candidates["url"].combine_chunks())
+        if n
+        else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+    )
     codes = encoded.indices.to_numpy(zero_copy_only=False)
     order = np.argsort(codes, kind="stable")  # rows grouped by URL, input order within a URL
     starts = np.flatnonzero(np.diff(codes[order], prepend=-1)) if n else np.zeros(0, np.int64)
     count = np.diff(np.append(starts, n))
     score = candidates["score"].to_numpy()[order]
     if n:
-        karma = np.maximum.reduceat(score, starts) if config.karma_rule == "submission" else np.add.reduceat(score, starts)
+        karma = (
+            np.maximum.reduceat(score, starts) if config.karma_rule == "submission" else np.add.reduceat(score, starts)
+        )
     else:
         karma = np.zeros(0, np.int64)
     qualifies = karma >= config.min_karma
@@ -779,7 +844,10 @@ def _read_tasks(ctx: StepContext) -> list[HarvestTask]:
     config: HarvestConfig = ctx.config
     files = dump_files(ctx.inputs)
     buckets = config.buckets or auto_buckets(sum(storage.size(f) for f in files))
-    return [HarvestTask(piece, i, buckets, ctx.folder("read"), config) for i, piece in enumerate(slices(files, config.split_bytes))]
+    return [
+        HarvestTask(piece, i, buckets, ctx.folder("read"), config)
+        for i, piece in enumerate(slices(files, config.split_bytes))
+    ]
 
 
 def _read_resources(ctx: StepContext) -> Resources:
@@ -803,7 +871,11 @@ def _read(ctx: StepContext, results: list[dict]) -> dict:
 
 def _merge_tasks(ctx: StepContext) -> list[MergeTask]:
     return [
-        MergeTask(storage.join(ctx.folder("read"), f"b{bucket:05d}"), storage.join(ctx.out, f"part-{bucket:05d}.parquet"), ctx.config)
+        MergeTask(
+            storage.join(ctx.folder("read"), f"b{bucket:05d}"),
+            storage.join(ctx.out, f"part-{bucket:05d}.parquet"),
+            ctx.config,
+        )
         for bucket in ctx.summary("read")["buckets"]
     ]
 

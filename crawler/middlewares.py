@@ -65,7 +65,11 @@ class AddressGuardMiddleware:
 
     def permitted(self, address: str) -> bool:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and embedded_ipv4(ip) is not None and not any(ip in n for n in self.allowed):
+        if (
+            isinstance(ip, ipaddress.IPv6Address)
+            and embedded_ipv4(ip) is not None
+            and not any(ip in n for n in self.allowed)
+        ):
             ip = embedded_ipv4(ip)  # ::ffff:127.0.0.1 is as allowed as 127.0.0.1, no more
         return is_public(address) or any(ip in network for network in self.allowed)
 
@@ -117,7 +121,11 @@ class RetryAfterMiddleware(RetryMiddleware):
         self.cap = settings.getfloat("WEBTEXT_RETRY_AFTER_MAX_S", 60.0)
 
     async def process_response(self, request: Request, response: Response, spider: Spider | None = None):
-        if response.status in (429, 503) and response.status in self.retry_http_codes and not request.meta.get("dont_retry"):
+        if (
+            response.status in (429, 503)
+            and response.status in self.retry_http_codes
+            and not request.meta.get("dont_retry")
+        ):
             delay = retry_after_seconds(response.headers.get(b"Retry-After"))
             if delay is not None:
                 request.meta["webtext_retry_after"] = delay
@@ -164,7 +172,9 @@ class RobotsTxtMiddleware:
         parts = urlparse_cached(request)
         future = self.rules.get(parts.netloc)
         if future is None:
-            future = self.rules[parts.netloc] = asyncio.ensure_future(self._fetch(f"{parts.scheme}://{parts.netloc}/robots.txt"))
+            future = self.rules[parts.netloc] = asyncio.ensure_future(
+                self._fetch(f"{parts.scheme}://{parts.netloc}/robots.txt")
+            )
         rules = await asyncio.shield(future)
         if isinstance(rules, Exception):
             raise type(rules)(str(rules))
@@ -174,7 +184,9 @@ class RobotsTxtMiddleware:
     async def _fetch(self, url: str):
         """The host's rules: a parser, None (no rules), or the exception every URL of the host ends with."""
         request = Request(
-            url, priority=self.PRIORITY, callback=NO_CALLBACK,
+            url,
+            priority=self.PRIORITY,
+            callback=NO_CALLBACK,
             meta={"dont_obey_robotstxt": True, "download_timeout": self.timeout, "max_retry_times": self.retries},
         )
         try:
@@ -186,7 +198,9 @@ class RobotsTxtMiddleware:
         except DNSLookupError as exc:
             return exc
         except Exception as exc:  # noqa: BLE001 - any failure to get an answer is "unreachable"
-            return HostUnreachable(f"robots.txt {url} unreachable ({type(exc).__name__}: {exc}): complete disallow"[:300])
+            return HostUnreachable(
+                f"robots.txt {url} unreachable ({type(exc).__name__}: {exc}): complete disallow"[:300]
+            )
         if 200 <= response.status < 300:
             return build_from_crawler(self.parser, self.crawler, response.body)
         if response.status == 429 or response.status >= 500:

@@ -26,7 +26,9 @@ def chunk_name(index: int) -> str:
 class ChunkedPagesPipeline:
     """Buffers items and writes them as numbered chunk files under WEBTEXT_FETCH_DIR."""
 
-    def __init__(self, folder: str, first_chunk: int, rows: int, seconds: float, total: int, label: str, progress: bool):
+    def __init__(
+        self, folder: str, first_chunk: int, rows: int, seconds: float, total: int, label: str, progress: bool
+    ):
         self.folder, self.index, self.rows, self.seconds = folder, first_chunk, rows, seconds
         self.buffer: list[dict] = []
         self.last = time.monotonic()
@@ -39,8 +41,12 @@ class ChunkedPagesPipeline:
     def from_crawler(cls, crawler):
         s = crawler.settings
         return cls(
-            s["WEBTEXT_FETCH_DIR"], s.getint("WEBTEXT_FIRST_CHUNK", 0), s.getint("WEBTEXT_CHUNK_ROWS", 32),
-            s.getfloat("WEBTEXT_CHUNK_SECONDS", 2.0), s.getint("WEBTEXT_UNIT_TOTAL", 0), s.get("WEBTEXT_UNIT", ""),
+            s["WEBTEXT_FETCH_DIR"],
+            s.getint("WEBTEXT_FIRST_CHUNK", 0),
+            s.getint("WEBTEXT_CHUNK_ROWS", 32),
+            s.getfloat("WEBTEXT_CHUNK_SECONDS", 2.0),
+            s.getint("WEBTEXT_UNIT_TOTAL", 0),
+            s.get("WEBTEXT_UNIT", ""),
             s.getbool("WEBTEXT_PROGRESS", False),
         )
 

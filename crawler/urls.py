@@ -192,15 +192,25 @@ _CANONICAL = (  # lower-case scheme and host, no port, a path, parameters as abo
 
 
 def _canonical(urls: pa.Array, tracking: list[str]) -> np.ndarray:
-    exclude = r"--|&amp;|^https?://[^/?]*[^?]*(?://|/\.)" + (rf"|[?&](?:{'|'.join(tracking)})(?:=|&|$)" if tracking else "")
+    exclude = r"--|&amp;|^https?://[^/?]*[^?]*(?://|/\.)" + (
+        rf"|[?&](?:{'|'.join(tracking)})(?:=|&|$)" if tracking else ""
+    )
     canonical = pc.and_(pc.less_equal(pc.utf8_length(urls), 261), pc.match_substring_regex(urls, _CANONICAL))
     canonical = pc.and_(canonical, pc.invert(pc.match_substring_regex(urls, exclude)))
     canonical = pc.fill_null(canonical, False).to_numpy(zero_copy_only=False)
-    several = np.flatnonzero(canonical & pc.fill_null(pc.match_substring_regex(urls, r"\?.*&"), False).to_numpy(zero_copy_only=False))
+    several = np.flatnonzero(
+        canonical & pc.fill_null(pc.match_substring_regex(urls, r"\?.*&"), False).to_numpy(zero_copy_only=False)
+    )
     if len(several):  # a repeated key: `fast_normalize` drops the repeats
-        params = pc.split_pattern(pc.list_element(pc.split_pattern(urls.take(pa.array(several)), "?", max_splits=1), 1), "&")
+        params = pc.split_pattern(
+            pc.list_element(pc.split_pattern(urls.take(pa.array(several)), "?", max_splits=1), 1), "&"
+        )
         keys = pc.list_element(pc.split_pattern(params.flatten(), "=", max_splits=1), 0)
-        pairs = pa.table({"row": pc.list_parent_indices(params), "key": keys}).group_by(["row", "key"], use_threads=False).aggregate([("key", "count")])
+        pairs = (
+            pa.table({"row": pc.list_parent_indices(params), "key": keys})
+            .group_by(["row", "key"], use_threads=False)
+            .aggregate([("key", "count")])
+        )
         canonical[several[pairs["row"].filter(pc.greater(pairs["key_count"], 1)).to_numpy()]] = False
     return canonical
 
@@ -210,7 +220,11 @@ def _without_tracking(urls: pa.Array, tracking: pa.Array) -> pa.Array:
     non-empty with at most one `=` (others stay as they are: `_canonical` refuses them)."""
     split = pc.split_pattern(urls, "?", max_splits=1)
     # a fragment (`#!` becomes a parameter in url-normalize) would hide in the last parameter: left as is
-    rows = np.flatnonzero(pc.and_(pc.equal(pc.list_value_length(split), 2), pc.invert(pc.match_substring(urls, "#"))).to_numpy(zero_copy_only=False))
+    rows = np.flatnonzero(
+        pc.and_(pc.equal(pc.list_value_length(split), 2), pc.invert(pc.match_substring(urls, "#"))).to_numpy(
+            zero_copy_only=False
+        )
+    )
     if not len(rows):
         return urls
     split = split.take(pa.array(rows))
@@ -218,11 +232,15 @@ def _without_tracking(urls: pa.Array, tracking: pa.Array) -> pa.Array:
     flat, parent = params.flatten(), pc.list_parent_indices(params).to_numpy()
     plain = pc.match_substring_regex(flat, rf"^{_PARAM_CHARS}*(?:={_PARAM_CHARS}*)?$")  # what `fast_normalize` accepts
     bad = pc.or_(pc.equal(flat, ""), pc.invert(plain)).to_numpy(zero_copy_only=False)
-    keep = ~pc.is_in(pc.list_element(pc.split_pattern(flat, "=", max_splits=1), 0), tracking).to_numpy(zero_copy_only=False)
+    keep = ~pc.is_in(pc.list_element(pc.split_pattern(flat, "=", max_splits=1), 0), tracking).to_numpy(
+        zero_copy_only=False
+    )
     offsets = np.zeros(len(rows) + 1, np.int32)
     np.cumsum(np.bincount(parent[keep], minlength=len(rows)), out=offsets[1:])
     query = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), flat.filter(pa.array(keep))), "&")
-    cleaned = pc.binary_join_element_wise(pc.list_element(split, 0), pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, "")), "")
+    cleaned = pc.binary_join_element_wise(
+        pc.list_element(split, 0), pc.if_else(pc.equal(query, ""), "", pc.binary_join_element_wise("?", query, "")), ""
+    )
     clean = np.ones(len(rows), bool)
     clean[parent[bad]] = False
     return pc.coalesce(spread(cleaned.filter(pa.array(clean)), rows[clean], len(urls)), urls)
@@ -251,11 +269,20 @@ def canonical_urls(raw: pa.Array, tracking_params: frozenset[str]) -> tuple[np.n
         rest, parts = rest[whole], parts.filter(pa.array(whole))
         if len(rest):
             scheme, host = pc.ascii_lower(pc.list_element(parts, 0)), pc.ascii_lower(pc.list_element(parts, 2))
-            repaired = pc.binary_join_element_wise(scheme, pc.list_element(parts, 1), host, pc.list_element(parts, 3), "/")
+            repaired = pc.binary_join_element_wise(
+                scheme, pc.list_element(parts, 1), host, pc.list_element(parts, 3), "/"
+            )
             good = _canonical(repaired, tracking)
             rest = rest[good]
-            urls = pc.coalesce(pc.if_else(pa.array(fast), raw, pa.scalar(None, pa.string())), spread(repaired.filter(pa.array(good)), rest, len(raw)))
+            urls = pc.coalesce(
+                pc.if_else(pa.array(fast), raw, pa.scalar(None, pa.string())),
+                spread(repaired.filter(pa.array(good)), rest, len(raw)),
+            )
             fast[rest] = True
     taken = urls.filter(pa.array(fast))
     hosts = pc.list_element(pc.split_pattern(taken, "/", max_splits=3), 2) if len(taken) else pa.array([], pa.string())
-    return fast, pc.if_else(pa.array(fast), urls, pa.scalar(None, pa.string())), spread(hosts, np.flatnonzero(fast), len(raw))
+    return (
+        fast,
+        pc.if_else(pa.array(fast), urls, pa.scalar(None, pa.string())),
+        spread(hosts, np.flatnonzero(fast), len(raw)),
+    )

@@ -42,7 +42,7 @@ class BloomFilter:
         self.words = words if words is not None else np.zeros(max(1, (1 << bits_log2) >> 6), np.uint64)
 
     @classmethod
-    def for_capacity(cls, n: int, false_positive_rate: float) -> "BloomFilter":
+    def for_capacity(cls, n: int, false_positive_rate: float) -> BloomFilter:
         bits = max(64, math.ceil(-max(n, 1) * math.log(false_positive_rate) / math.log(2) ** 2))
         bits_log2 = math.ceil(math.log2(bits))
         k = max(1, round((1 << bits_log2) / max(n, 1) * math.log(2)))
@@ -82,7 +82,7 @@ class BloomFilter:
         result[alive] = True
         return result
 
-    def __ior__(self, other: "BloomFilter") -> "BloomFilter":
+    def __ior__(self, other: BloomFilter) -> BloomFilter:
         if (self.bits_log2, self.k) != (other.bits_log2, other.k):
             raise ValueError("Bloom filters of different sizes cannot be merged")
         self.words |= other.words
@@ -92,7 +92,7 @@ class BloomFilter:
         return np.array([self.bits_log2, self.k], np.uint64).tobytes() + self.words.tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "BloomFilter":
+    def from_bytes(cls, data: bytes) -> BloomFilter:
         bits_log2, k = np.frombuffer(data[:16], np.uint64).tolist()
         return cls(int(bits_log2), int(k), np.frombuffer(data[16:], np.uint64).copy())
 

@@ -48,8 +48,16 @@ def _evalsets_file(ctx: StepContext) -> str:
 
 def _scan_tasks(ctx: StepContext) -> list[ScanTask]:
     config: DecontaminateConfig = ctx.config
-    scan = Scan(_evalsets_file(ctx), config.ngram, config.min_matches, out=ctx.out, drop=config.action == "drop",
-                stage=DECONTAMINATE, output=OUTPUT, drops=ctx.drops("scan"))
+    scan = Scan(
+        _evalsets_file(ctx),
+        config.ngram,
+        config.min_matches,
+        out=ctx.out,
+        drop=config.action == "drop",
+        stage=DECONTAMINATE,
+        output=OUTPUT,
+        drops=ctx.drops("scan"),
+    )
     return [ScanTask(scan, chunk) for chunk in chunking.chunks(ctx.files)]
 
 

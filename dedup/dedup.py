@@ -43,8 +43,8 @@ from dedup.chunks import Chunk
 from dedup.minhash import band_keys, bands_rows, sign_with_shingles
 from webtext.core import storage
 from webtext.core.config import DedupConfig
-from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
 from webtext.core.failures import DropSink
+from webtext.core.schemas import DEDUP_FIELDS, DOCS, conform
 from webtext.core.stage import DROP_REASON, Resources, Stage, Step, StepContext, constant_default, null_default
 
 SIGN_BATCH = 2_000  # documents per numpy signature batch
@@ -52,9 +52,7 @@ ROWS_PER_BUCKET = 2_000_000  # key rows per candidates task
 NODE_PARTS = 8  # min-label propagation partitions (per million documents, at least this)
 _SEP = "\x00"  # sorts below every character of an id, so the rank order is the id order
 
-OUTPUT = pa.schema(
-    [f if f.name in ("id", "text") else f.with_nullable(True) for f in DOCS] + DEDUP_FIELDS
-)
+OUTPUT = pa.schema([f if f.name in ("id", "text") else f.with_nullable(True) for f in DOCS] + DEDUP_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,9 @@ def _sign(task: ChunkTask) -> int:
     if job.config.verify == "jaccard":
         data = pa.chunked_array([p[2] for p in parts], pa.list_(pa.uint32()))
     else:
-        data = pa.FixedSizeBinaryArray.from_buffers(pa.binary(4 * job.config.num_perm), n, [None, pa.py_buffer(sigs.tobytes())])
+        data = pa.FixedSizeBinaryArray.from_buffers(
+            pa.binary(4 * job.config.num_perm), n, [None, pa.py_buffer(sigs.tobytes())]
+        )
     docs = pa.table({"rank": pa.array(ranks(table, hashes, nodes), pa.string()), "data": data})
     storage.write_parquet(_p(job.signatures, "docs", f"{chunk.index:06d}.parquet"), docs)
     key_cols = []
@@ -201,8 +201,10 @@ def _candidates(task: BucketTask) -> int:
     if not len(pairs):
         return 0
     _write_grouped(
-        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), (pairs[:, 0] >> np.uint64(32)).astype(np.int64),
-        job.candidates, f"{bucket:05d}.parquet",
+        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}),
+        (pairs[:, 0] >> np.uint64(32)).astype(np.int64),
+        job.candidates,
+        f"{bucket:05d}.parquet",
     )
     return len(pairs)
 
@@ -226,14 +228,18 @@ def _attach(task: ChunkTask) -> int:
     both = np.unique(np.stack([pairs.column("a").to_numpy(), pairs.column("b").to_numpy()], axis=1), axis=0)
     docs = _docs(job, chunk)
     rows = pa.array((both[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64))
-    table = pa.table({"a_rank": docs.column("rank").take(rows), "a_data": docs.column("data").take(rows), "b": both[:, 1]})
+    table = pa.table(
+        {"a_rank": docs.column("rank").take(rows), "a_data": docs.column("data").take(rows), "b": both[:, 1]}
+    )
     _write_grouped(table, (both[:, 1] >> np.uint64(32)).astype(np.int64), job.pairs, f"{chunk:06d}.parquet")
     return len(both)
 
 
 def _sig_matrix(column: pa.ChunkedArray, num_perm: int) -> np.ndarray:
     data = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return np.frombuffer(data.buffers()[1], np.uint32, len(data) * num_perm, data.offset * 4 * num_perm).reshape(-1, num_perm)
+    return np.frombuffer(data.buffers()[1], np.uint32, len(data) * num_perm, data.offset * 4 * num_perm).reshape(
+        -1, num_perm
+    )
 
 
 def _jaccards(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
@@ -273,8 +279,12 @@ def _verify(task: ChunkTask) -> int:
     src = [r for r, e in zip(a_ranks, edge) if e] + [r for r, e in zip(b_ranks, edge) if e]
     dst = [r for r, e in zip(b_ranks, edge) if e] + [r for r, e in zip(a_ranks, edge) if e]
     if src:
-        _write_grouped(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())}),
-                       _part_of(src, job.parts), job.verify, f"{chunk:06d}.parquet")
+        _write_grouped(
+            pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())}),
+            _part_of(src, job.parts),
+            job.verify,
+            f"{chunk:06d}.parquet",
+        )
     return int(edge.sum())
 
 
@@ -289,7 +299,9 @@ def _propagate(task: PartTask) -> int:
         labels = labels.append_column("label", pc.min_element_wise(labels.column("node"), labels.column("new")))
         changed = labels
     else:
-        old = pq.read_table(storage.open_input(_p(job.components, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet")))
+        old = pq.read_table(
+            storage.open_input(_p(job.components, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet"))
+        )
         msgs = _read_folder(_p(job.components, "msgs", f"{round_:04d}", f"{part:06d}"))
         if msgs is None:
             storage.write_parquet(_p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet"), old)
@@ -306,8 +318,12 @@ def _propagate(task: PartTask) -> int:
         return 0
     out = adj.join(changed.select(["node", "label"]), "src", "node", join_type="inner")
     dst = out.column("dst").to_pylist()
-    _write_grouped(pa.table({"node": out.column("dst"), "label": out.column("label")}), _part_of(dst, job.parts),
-                   _p(job.components, "msgs", f"{round_ + 1:04d}"), f"{part:06d}.parquet")
+    _write_grouped(
+        pa.table({"node": out.column("dst"), "label": out.column("label")}),
+        _part_of(dst, job.parts),
+        _p(job.components, "msgs", f"{round_ + 1:04d}"),
+        f"{part:06d}.parquet",
+    )
     return out.num_rows
 
 
@@ -326,8 +342,13 @@ def _route(task: PartTask) -> int:
         chunks.append(n >> 32)
         clusters.append(survivor)
         reasons.append(None if node == label else ("exact_duplicate" if h == survivor_hash else "near_duplicate"))
-    table = pa.table({"row": pa.array(rows, pa.int64()), "cluster": pa.array(clusters, pa.string()),
-                      "reason": pa.array(reasons, pa.string())})
+    table = pa.table(
+        {
+            "row": pa.array(rows, pa.int64()),
+            "cluster": pa.array(clusters, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+        }
+    )
     _write_grouped(table, np.array(chunks, np.int64), job.clusters, f"{part:06d}.parquet")
     return len(rows)
 
@@ -418,7 +439,14 @@ STEPS = (
     Step("pairs", _attach, _paired_chunk_tasks, resources=LIGHT),
     Step("verify", _verify, _paired_chunk_tasks, _count("verified_pairs"), LIGHT),
     # min-label propagation: a round per wave of tasks, until no message is sent
-    Step("components", _propagate, lambda ctx: _part_tasks(ctx, ctx.round), _rounds, LIGHT, until=lambda sent: not sum(sent)),
+    Step(
+        "components",
+        _propagate,
+        lambda ctx: _part_tasks(ctx, ctx.round),
+        _rounds,
+        LIGHT,
+        until=lambda sent: not sum(sent),
+    ),
     Step("clusters", _route, lambda ctx: _part_tasks(ctx, ctx.stats.outcomes["component_rounds"] - 1), resources=LIGHT),
     Step("filter", _filter, _chunk_tasks, _filtered, LIGHT),
 )
@@ -428,7 +456,10 @@ DEDUP = Stage(
     name="dedup",
     unit="documents",
     required={"id": pa.string(), "text": pa.string()},
-    optional={"karma": (pa.int64(), constant_default(0, pa.int64())), "created_utc": (pa.int64(), null_default(pa.int64()))},
+    optional={
+        "karma": (pa.int64(), constant_default(0, pa.int64())),
+        "created_utc": (pa.int64(), null_default(pa.int64())),
+    },
     output=OUTPUT,
     steps=STEPS,
     non_null=("id", "text"),

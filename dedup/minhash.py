@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
+from collections.abc import Callable
 from functools import lru_cache, partial
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -123,7 +123,7 @@ def tokenize(texts, table: np.ndarray = WORD_BYTES) -> tuple[np.ndarray, np.ndar
     low = lower(texts)
     n = len(low)
     offsets = np.frombuffer(low.buffers()[1], np.int64, n + 1, low.offset)
-    data = np.frombuffer(low.buffers()[2], np.uint8, int(offsets[-1]))[int(offsets[0]):]
+    data = np.frombuffer(low.buffers()[2], np.uint8, int(offsets[-1]))[int(offsets[0]) :]
     offsets = offsets - offsets[0]
     inside = table[data]
     first = inside.copy()
@@ -135,12 +135,20 @@ def tokenize(texts, table: np.ndarray = WORD_BYTES) -> tuple[np.ndarray, np.ndar
     last[offsets[1:][offsets[1:] > offsets[:-1]] - 1] = inside[offsets[1:][offsets[1:] > offsets[:-1]] - 1]
     starts = np.flatnonzero(first)
     lengths = np.flatnonzero(last) + 1 - starts
-    counts = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n) if len(starts) else np.zeros(n, np.int64)
+    counts = (
+        np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
+        if len(starts)
+        else np.zeros(n, np.int64)
+    )
     word_offsets = np.zeros(len(starts) + 1, np.int64)
     np.cumsum(lengths, out=word_offsets[1:])
-    words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(starts), [None, pa.py_buffer(word_offsets), pa.py_buffer(data[inside])])
+    words = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(starts), [None, pa.py_buffer(word_offsets), pa.py_buffer(data[inside])]
+    )
     encoded = words.dictionary_encode()
-    distinct = np.fromiter((xxhash.xxh3_64_intdigest(w) for w in encoded.dictionary.to_pylist()), np.uint64, len(encoded.dictionary))
+    distinct = np.fromiter(
+        (xxhash.xxh3_64_intdigest(w) for w in encoded.dictionary.to_pylist()), np.uint64, len(encoded.dictionary)
+    )
     return distinct[encoded.indices.to_numpy()], counts
 
 
@@ -252,7 +260,9 @@ def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
     counts = np.bincount((combined >> np.uint64(32)).astype(np.int64), minlength=len(offsets))
     list_offsets = np.zeros(len(offsets) + 1, np.int32)
     np.cumsum(counts, out=list_offsets[1:])
-    return pa.ListArray.from_arrays(pa.array(list_offsets), pa.array((combined & np.uint64(0xFFFFFFFF)).astype(np.uint32)))
+    return pa.ListArray.from_arrays(
+        pa.array(list_offsets), pa.array((combined & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+    )
 
 
 def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, pa.ListArray]:
@@ -264,7 +274,12 @@ def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarr
 def _sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     n_docs = len(texts)
     if not n_docs:
-        return np.zeros((0, config.num_perm), np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint32), np.zeros(0, np.int64)
+        return (
+            np.zeros((0, config.num_perm), np.uint32),
+            np.zeros(0, np.uint64),
+            np.zeros(0, np.uint32),
+            np.zeros(0, np.int64),
+        )
     hashes, offsets, keys = shingle_hashes(texts, config)
     mixed = _fmix32(hashes)
     a, b = permutations(config.num_perm, config.seed)

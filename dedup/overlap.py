@@ -24,12 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dedup import chunks as chunking
-from dedup.chunks import Chunk
 from dedup.bloom import BloomFilter, ngram_hashes
+from dedup.chunks import Chunk
 from dedup.evalsets import name_of, read_evalset
 from webtext.core import runner, storage
-from webtext.core.schemas import conform
 from webtext.core.failures import DropSink
+from webtext.core.schemas import conform
 from webtext.core.stage import DROP_REASON, InputError, Stage
 
 BATCH = 4096  # documents hashed at a time
@@ -45,7 +45,7 @@ class EvalNgrams:
     bloom: BloomFilter
 
     @classmethod
-    def build(cls, evalsets: list, n: int, false_positive_rate: float) -> "EvalNgrams":
+    def build(cls, evalsets: list, n: int, false_positive_rate: float) -> EvalNgrams:
         names, per_set = [], []
         for entry in evalsets:
             names.append(name_of(str(entry)))
@@ -62,14 +62,21 @@ class EvalNgrams:
 
     def save(self, location: str) -> None:
         buffer = io.BytesIO()
-        np.savez(buffer, names=np.array(self.names), hashes=self.hashes, member=self.member,
-                 bloom=np.frombuffer(self.bloom.to_bytes(), np.uint8))
+        np.savez(
+            buffer,
+            names=np.array(self.names),
+            hashes=self.hashes,
+            member=self.member,
+            bloom=np.frombuffer(self.bloom.to_bytes(), np.uint8),
+        )
         storage.write_bytes(location, buffer.getvalue())
 
     @classmethod
-    def load(cls, location: str) -> "EvalNgrams":
+    def load(cls, location: str) -> EvalNgrams:
         data = np.load(io.BytesIO(storage.read_bytes(location)))
-        return cls(data["names"].tolist(), data["hashes"], data["member"], BloomFilter.from_bytes(data["bloom"].tobytes()))
+        return cls(
+            data["names"].tolist(), data["hashes"], data["member"], BloomFilter.from_bytes(data["bloom"].tobytes())
+        )
 
     def matches(self, texts, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per text: n-grams found in any eval set, and per set (sets x texts); and the indexes
@@ -81,8 +88,11 @@ class EvalNgrams:
         real = self.hashes[idx] == grams if len(self.hashes) else np.zeros(len(grams), bool)
         idx, doc = idx[real], doc[real]
         total = np.bincount(doc, minlength=len(texts))
-        per_set = np.stack([np.bincount(doc[self.member[i, idx]], minlength=len(texts)) for i in range(len(self.names))]) \
-            if self.names else np.zeros((0, len(texts)), np.int64)
+        per_set = (
+            np.stack([np.bincount(doc[self.member[i, idx]], minlength=len(texts)) for i in range(len(self.names))])
+            if self.names
+            else np.zeros((0, len(texts)), np.int64)
+        )
         return total, per_set, idx
 
 
@@ -178,7 +188,9 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
     scan = Scan(storage.join(scratch, "evalsets.npz"), ngram, 1)
     try:
         evals.save(scan.evalset_file)
-        results = runner.run_tasks(OVERLAP, scan_chunk, [ScanTask(scan, c) for c in chunking.chunks(files)], desc="eval n-grams")
+        results = runner.run_tasks(
+            OVERLAP, scan_chunk, [ScanTask(scan, c) for c in chunking.chunks(files)], desc="eval n-grams"
+        )
     finally:
         storage.delete(scratch)
     report = summarize(evals, found_ngrams(evals, results), shards, sum(r["rows"] for r in results))
@@ -187,5 +199,10 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
     return report
 
 
-OVERLAP = Stage(name="overlap", unit="documents", required={"text": pa.string()}, output=pa.schema([]),
-                description="share of each eval set's n-grams found in a corpus")
+OVERLAP = Stage(
+    name="overlap",
+    unit="documents",
+    required={"text": pa.string()},
+    output=pa.schema([]),
+    description="share of each eval set's n-grams found in a corpus",
+)

@@ -12,11 +12,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARTICLE = (
     "<html><head><title>A page</title></head><body><nav>Home | News</nav><article><h1>A page</h1>"
-    + "".join(f"<p>Paragraph {i} of a perfectly ordinary article about the town library and its books.</p>" for i in range(20))
+    + "".join(
+        f"<p>Paragraph {i} of a perfectly ordinary article about the town library and its books.</p>" for i in range(20)
+    )
     + "</article><footer>Copyright</footer></body></html>"
 ).encode()
 MISLABELLED = ARTICLE.replace(b"ordinary article", "ordinary café article, naïve résumé".encode("cp1252"))
-MALFORMED = b"<html><body><div><p>Unclosed <b>bold <i>" + ARTICLE[ARTICLE.index(b"<article>"):] + b"</div></span></td>\x00\xff<<<>>>&&&;"
+MALFORMED = (
+    b"<html><body><div><p>Unclosed <b>bold <i>"
+    + ARTICLE[ARTICLE.index(b"<article>") :]
+    + b"</div></span></td>\x00\xff<<<>>>&&&;"
+)
 GZIP_BOMB = gzip.compress(b"\0" * (50 * 2**20), compresslevel=9)
 
 

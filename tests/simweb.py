@@ -30,14 +30,32 @@ HEALTHY_KINDS = ("healthy", "slow", "errors", "rate_limited", "redirect", "flaky
 FAILING_KINDS = ("refused", "blackhole", "robots_hang", "robots_5xx", "nxdomain")
 # The share of hosts of each kind: a web where old links often point at dead hosts.
 DEFAULT_MIX = {
-    "healthy": 0.55, "slow": 0.03, "errors": 0.05, "rate_limited": 0.04, "redirect": 0.03, "flaky": 0.02,
-    "robots_4xx": 0.05, "refused": 0.08, "blackhole": 0.06, "robots_hang": 0.03, "robots_5xx": 0.03, "nxdomain": 0.03,
+    "healthy": 0.55,
+    "slow": 0.03,
+    "errors": 0.05,
+    "rate_limited": 0.04,
+    "redirect": 0.03,
+    "flaky": 0.02,
+    "robots_4xx": 0.05,
+    "refused": 0.08,
+    "blackhole": 0.06,
+    "robots_hang": 0.03,
+    "robots_5xx": 0.03,
+    "nxdomain": 0.03,
 }
 # The status every URL of a host of each kind must end with ("errors" hosts: see Web.status).
 STATUS = {
-    "healthy": "ok", "slow": "ok", "rate_limited": "ok", "redirect": "ok", "flaky": "ok", "robots_4xx": "ok",
-    "refused": "host_unreachable", "blackhole": "host_unreachable", "robots_hang": "host_unreachable",
-    "robots_5xx": "robots_unreachable", "nxdomain": "dns_error",
+    "healthy": "ok",
+    "slow": "ok",
+    "rate_limited": "ok",
+    "redirect": "ok",
+    "flaky": "ok",
+    "robots_4xx": "ok",
+    "refused": "host_unreachable",
+    "blackhole": "host_unreachable",
+    "robots_hang": "host_unreachable",
+    "robots_5xx": "robots_unreachable",
+    "nxdomain": "dns_error",
 }
 FLAKY_RESETS = 1  # connections a flaky host resets before it serves
 ERROR_SHARE = 0.8  # pages of an "errors" host that answer 500
@@ -97,12 +115,19 @@ class Web:
         failing = sum(h.urls for h in self.hosts if h.kind in FAILING_KINDS)
         return failing / max(1, sum(h.urls for h in self.hosts))
 
-    def lower_bound(self, per_domain: int, robots_timeout_s: float, timeout_s: float, retries: int, robots: bool = True) -> float:
+    def lower_bound(
+        self, per_domain: int, robots_timeout_s: float, timeout_s: float, retries: int, robots: bool = True
+    ) -> float:
         """Seconds the slowest host needs at best: its work spread over `per_domain` connections, a
         dead host given up after one round (its robots.txt deadline, or one response timeout)."""
-        return max((self.host_seconds(h, per_domain, robots_timeout_s, timeout_s, retries, robots) for h in self.hosts), default=0.0)
+        return max(
+            (self.host_seconds(h, per_domain, robots_timeout_s, timeout_s, retries, robots) for h in self.hosts),
+            default=0.0,
+        )
 
-    def host_seconds(self, host: Host, per_domain: int, robots_timeout_s: float, timeout_s: float, retries: int, robots: bool) -> float:
+    def host_seconds(
+        self, host: Host, per_domain: int, robots_timeout_s: float, timeout_s: float, retries: int, robots: bool
+    ) -> float:
         if host.kind in ("refused", "nxdomain"):
             return 0.0
         if host.kind == "blackhole":
@@ -126,8 +151,15 @@ class Web:
         return first + max(sum(times) / per_domain, max(times, default=0.0))
 
 
-def make_web(hosts: int, urls: int, seed: int = 0, mix: dict[str, float] | None = None, zipf: float = 1.0,
-             names: bool = True, kinds: list[str] | None = None) -> Web:
+def make_web(
+    hosts: int,
+    urls: int,
+    seed: int = 0,
+    mix: dict[str, float] | None = None,
+    zipf: float = 1.0,
+    names: bool = True,
+    kinds: list[str] | None = None,
+) -> Web:
     """`hosts` hosts of kinds drawn from `mix` (or `kinds` in turn), `urls` URLs spread over them by a
     power law (rank^-zipf)."""
     rng = random.Random(seed)
@@ -216,7 +248,12 @@ class _Servers:
         return delay, 200, ["Content-Type: text/html; charset=utf-8"], page(host, path)
 
     def stats(self) -> dict:
-        return {"connections": self.connections, "requests": self.requests, "served": self.served, "queries": self.queries}
+        return {
+            "connections": self.connections,
+            "requests": self.requests,
+            "served": self.served,
+            "queries": self.queries,
+        }
 
 
 def page(host: Host, path: str) -> bytes:
@@ -303,7 +340,9 @@ class SimulatedWeb:
         self.web.silent_dns_port = _free_port(socket.SOCK_DGRAM)
         self.control_port = _free_port()
         ready = mp.get_context("spawn").Event()
-        self.process = mp.get_context("spawn").Process(target=_run, args=(self.web, ready, self.control_port), daemon=True)
+        self.process = mp.get_context("spawn").Process(
+            target=_run, args=(self.web, ready, self.control_port), daemon=True
+        )
         self.process.start()
         if not ready.wait(60):
             self.process.kill()
@@ -326,6 +365,10 @@ def describe(web: Web) -> dict:
         entry = kinds.setdefault(h.kind, {"hosts": 0, "urls": 0})
         entry["hosts"] += 1
         entry["urls"] += h.urls
-    return {"hosts": len(web.hosts), "urls": sum(h.urls for h in web.hosts), "kinds": kinds,
-            "failing_share": round(web.failing_share(), 3), "largest_host": max(h.urls for h in web.hosts)}
-
+    return {
+        "hosts": len(web.hosts),
+        "urls": sum(h.urls for h in web.hosts),
+        "kinds": kinds,
+        "failing_share": round(web.failing_share(), 3),
+        "largest_host": max(h.urls for h in web.hosts),
+    }

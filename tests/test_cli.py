@@ -19,12 +19,16 @@ def test_stages_chain_from_the_command_line(tmp_path, local_ray):
     with DemoSite(seed=3, n_articles=10, eval_passages=paragraphs(evalset)[:1], slow_seconds=0.1) as site:
         write_dump(tmp_path / "RS_cli.zst", site.links(), seed=3)
         assert main(["harvest", str(tmp_path / "RS_cli.zst"), "--out", str(tmp_path / "urls")]) == 0
-        assert main(["crawl", str(tmp_path / "urls"), "--out", str(tmp_path / "pages"),
-                     "--allow-network", "127.0.0.0/8"]) == 0
+        assert (
+            main(["crawl", str(tmp_path / "urls"), "--out", str(tmp_path / "pages"), "--allow-network", "127.0.0.0/8"])
+            == 0
+        )
     assert main(["extract", str(tmp_path / "pages"), "--out", str(tmp_path / "docs")]) == 0
     assert main(["dedup", str(tmp_path / "docs"), "--out", str(tmp_path / "deduped")]) == 0
-    assert main(["decontaminate", str(tmp_path / "deduped"), "--evalset", str(evalset),
-                 "--out", str(tmp_path / "clean")]) == 0
+    assert (
+        main(["decontaminate", str(tmp_path / "deduped"), "--evalset", str(evalset), "--out", str(tmp_path / "clean")])
+        == 0
+    )
 
     urls = pq.read_table(tmp_path / "urls")
     pages = pq.read_table(tmp_path / "pages")
@@ -47,10 +51,12 @@ def test_extract_accepts_any_parquet_with_url_and_html(tmp_path, local_ray):
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
     html = f"<html><head><title>{title}</title></head><body><article><h1>{title}</h1>{body}</article></body></html>"
     pq.write_table(
-        pa.table({
-            "url": ["https://news.example/a", "https://news.example/b"],
-            "html": pa.array([html.encode(), b"<html><body><p>Too short.</p></body></html>"], pa.binary()),
-        }),
+        pa.table(
+            {
+                "url": ["https://news.example/a", "https://news.example/b"],
+                "html": pa.array([html.encode(), b"<html><body><p>Too short.</p></body></html>"], pa.binary()),
+            }
+        ),
         tmp_path / "foreign.parquet",
     )
     assert main(["extract", str(tmp_path / "foreign.parquet"), "--out", str(tmp_path / "docs")]) == 0
@@ -64,7 +70,10 @@ def test_extract_accepts_any_parquet_with_url_and_html(tmp_path, local_ray):
 
 def test_dedup_takes_documents_with_only_id_and_text(tmp_path, local_ray):
     text = " ".join(ArticleWriter(11).article()[1])
-    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": [text, text, "something else entirely, " * 20]}), tmp_path / "docs.parquet")
+    pq.write_table(
+        pa.table({"id": ["a", "b", "c"], "text": [text, text, "something else entirely, " * 20]}),
+        tmp_path / "docs.parquet",
+    )
     assert main(["dedup", str(tmp_path / "docs.parquet"), "--out", str(tmp_path / "dedup")]) == 0
     kept = pq.read_table(tmp_path / "dedup")
     assert sorted(kept.column("id").to_pylist()) == ["a", "c"]  # same karma (0) and date: the smaller id survives

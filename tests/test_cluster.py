@@ -44,13 +44,25 @@ def two_nodes():
     def node_args(**extra):
         ports = free_ports(6)
         return dict(
-            num_cpus=1, object_store_memory=150 * 2**20, include_dashboard=False,
-            dashboard_agent_listen_port=ports[0], metrics_export_port=ports[1], runtime_env_agent_port=ports[2],
-            metrics_agent_port=ports[3], dashboard_port=ports[4], min_worker_port=0, max_worker_port=0, **extra,
+            num_cpus=1,
+            object_store_memory=150 * 2**20,
+            include_dashboard=False,
+            dashboard_agent_listen_port=ports[0],
+            metrics_export_port=ports[1],
+            runtime_env_agent_port=ports[2],
+            metrics_agent_port=ports[3],
+            dashboard_port=ports[4],
+            min_worker_port=0,
+            max_worker_port=0,
+            **extra,
         )
 
     temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Unix socket paths must stay short
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args=node_args(temp_dir=temp_dir, gcs_server_port=free_ports(1)[0]))
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args=node_args(temp_dir=temp_dir, gcs_server_port=free_ports(1)[0]),
+    )
     cluster.add_node(**node_args())
     cluster.wait_for_nodes()
     yield cluster.address
@@ -59,12 +71,16 @@ def two_nodes():
 
 def build_config(folder: Path, dump: str, evalset: str, out_dir: str) -> Path:
     path = folder / f"build-{out_dir.rsplit('/', 1)[-1]}.yaml"
-    path.write_text(yaml.safe_dump({
-        "dumps": [dump],
-        "out_dir": out_dir,
-        "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 3.0, "retries": 0, "autothrottle": False},
-        "decontaminate": {"evalsets": [evalset]},
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dumps": [dump],
+                "out_dir": out_dir,
+                "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 3.0, "retries": 0, "autothrottle": False},
+                "decontaminate": {"evalsets": [evalset]},
+            }
+        )
+    )
     return path
 
 
@@ -89,7 +105,9 @@ def test_build_on_s3_is_the_same_on_one_and_two_nodes(tmp_path, s3_server, local
                 pipeline.build(load_config(config))
             else:  # `webtext build` as a driver of the 2-node cluster
                 env = {**os.environ, "RAY_ADDRESS": two_nodes}
-                run = subprocess.run([str(BIN / "webtext"), "build", str(config)], env=env, capture_output=True, text=True, timeout=600)
+                run = subprocess.run(
+                    [str(BIN / "webtext"), "build", str(config)], env=env, capture_output=True, text=True, timeout=600
+                )
                 assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
             results[label] = shards_of(out_dir)
             manifest = storage.read_json(storage.join(out_dir, "shards", "manifest.json"))

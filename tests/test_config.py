@@ -57,4 +57,3 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys):
 def test_decontaminate_requires_an_evalset(tmp_path, capsys):
     assert main(["decontaminate", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "--evalset" in capsys.readouterr().err
-

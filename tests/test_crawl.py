@@ -6,11 +6,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cleaning.extract import EXTRACT
+from crawler.crawl import CRAWL
 from crawler.middlewares import is_public
 from crawler.urls import registered_domain
 from tests.hostile_server import HostileServer
-from cleaning.extract import EXTRACT
-from crawler.crawl import CRAWL
 from webtext.core.config import CrawlConfig, ExtractConfig
 from webtext.core.runner import run_stage
 from webtext.core.schemas import URLS
@@ -40,7 +40,9 @@ EXPECTED = {
 
 
 def write_urls(path, urls):
-    rows = [{"url": u, "domain": registered_domain(u.split("/")[2].split(":")[0].strip("[]")), "karma": 3} for u in urls]
+    rows = [
+        {"url": u, "domain": registered_domain(u.split("/")[2].split(":")[0].strip("[]")), "karma": 3} for u in urls
+    ]
     pq.write_table(pa.Table.from_pylist(rows, schema=URLS), path)
     return path
 
@@ -54,7 +56,9 @@ def crawl_config(**overrides):
 def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     with HostileServer(slow_seconds=3.0) as server:
         urls = [server.url(p) for p in EXPECTED] + ["http://does-not-exist.invalid/page", "http://127.0.0.1:9/closed"]
-        stats = run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config())
+        stats = run_stage(
+            CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config()
+        )
         hits = dict(server.hits)
     pages = pq.read_table(tmp_path / "pages")
     assert pages.num_rows == len(urls) == stats.input == stats.output
@@ -80,21 +84,37 @@ def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     assert hits["/retry-after-short"] == 2  # retried after its 1 s Retry-After
     assert hits["/too-many-requests"] == 2  # a 429 with a short Retry-After too
     assert rows[server.url("/many-chunks")]["html"] == rows[server.url("/ok")]["html"]
-    assert sum(1 for p in hits if p.startswith("/chain/") and int(p.rsplit("/", 1)[1]) > 30) == 6  # 1 + max_redirects hops
+    assert (
+        sum(1 for p in hits if p.startswith("/chain/") and int(p.rsplit("/", 1)[1]) > 30) == 6
+    )  # 1 + max_redirects hops
     assert stats.outcomes["ok"] == 8
 
     # The pages a hostile server sends come out of extraction repaired or counted, never as a crash.
     docs_stats = run_stage(EXTRACT, [str(tmp_path / "pages")], str(tmp_path / "docs"), ExtractConfig(min_words=20))
     docs = {r["url"]: r["text"] for r in pq.read_table(tmp_path / "docs").to_pylist()}
     assert docs_stats.input == len(urls) and docs_stats.input == docs_stats.output + sum(docs_stats.dropped.values())
-    assert "café article, naïve résumé" in docs[server.url("/wrong-charset")] and "\ufffd" not in docs[server.url("/wrong-charset")]
+    assert (
+        "café article, naïve résumé" in docs[server.url("/wrong-charset")]
+        and "\ufffd" not in docs[server.url("/wrong-charset")]
+    )
     assert "Paragraph 19" in docs[server.url("/malformed")]
 
 
 def test_private_addresses_are_refused_by_default(tmp_path, local_ray):
     with HostileServer() as server:
-        urls = [server.url("/ok"), f"http://localhost:{server.server.server_port}/ok", "http://169.254.169.254/latest/meta-data/", "http://[::1]/x", "http://10.0.0.1/x"]
-        run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), CrawlConfig(timeout_s=1.0, retries=0))
+        urls = [
+            server.url("/ok"),
+            f"http://localhost:{server.server.server_port}/ok",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]/x",
+            "http://10.0.0.1/x",
+        ]
+        run_stage(
+            CRAWL,
+            [str(write_urls(tmp_path / "urls.parquet", urls))],
+            str(tmp_path / "pages"),
+            CrawlConfig(timeout_s=1.0, retries=0),
+        )
         assert CrawlConfig().allowed_networks == []
         hits = dict(server.hits)
     pages = pq.read_table(tmp_path / "pages")
@@ -118,7 +138,9 @@ def test_redirect_into_metadata_address_is_refused_at_the_hop(tmp_path, local_ra
     """Loopback allowed (the test server), link-local not: the redirect hop to 169.254.169.254 is checked."""
     with HostileServer() as server:
         urls = [server.url("/redirect-to-metadata")]
-        run_stage(CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config(retries=0))
+        run_stage(
+            CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config(retries=0)
+        )
         hits = dict(server.hits)
     page = pq.read_table(tmp_path / "pages").to_pylist()[0]
     assert page["status"] == "blocked_address" and "169.254.169.254" in page["error"]
@@ -146,11 +168,28 @@ def test_a_plain_text_list_of_urls_is_crawled_and_a_rerun_skips(tmp_path, local_
 
 @pytest.mark.parametrize(
     "address, public",
-    [("8.8.8.8", True), ("127.0.0.1", False), ("192.168.1.1", False), ("169.254.169.254", False), ("fe80::1", False),
-     ("224.0.0.1", False), ("100.64.0.1", False), ("::ffff:10.0.0.1", False), ("2606:4700::1111", True),
-     ("::7f00:1", False), ("::127.0.0.1", False), ("::a9fe:a9fe", False), ("::808:808", False), ("::ffff:7f00:1", False),
-     ("64:ff9b::7f00:1", False), ("2002:7f00:1::1", False), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
-     ("0.0.0.0", False), ("::", False), ("::ffff:8.8.8.8", True)],
+    [
+        ("8.8.8.8", True),
+        ("127.0.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("fe80::1", False),
+        ("224.0.0.1", False),
+        ("100.64.0.1", False),
+        ("::ffff:10.0.0.1", False),
+        ("2606:4700::1111", True),
+        ("::7f00:1", False),
+        ("::127.0.0.1", False),
+        ("::a9fe:a9fe", False),
+        ("::808:808", False),
+        ("::ffff:7f00:1", False),
+        ("64:ff9b::7f00:1", False),
+        ("2002:7f00:1::1", False),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("::ffff:8.8.8.8", True),
+    ],
 )
 def test_is_public(address, public):
     assert is_public(address) is public

@@ -19,8 +19,17 @@ from webtext.core.schemas import PROVENANCE_FIELDS
 
 HOSTS = [f"127.0.0.{i}" for i in range(2, 7)]
 PER_HOST = 50
-CONFIG = dict(allowed_networks=["127.0.0.0/8"], autothrottle=False, timeout_s=5.0, retries=0, unit_urls=75,
-              concurrent_requests=8, concurrent_requests_per_domain=2, checkpoint_rows=8, units_per_cpu=2)
+CONFIG = dict(
+    allowed_networks=["127.0.0.0/8"],
+    autothrottle=False,
+    timeout_s=5.0,
+    retries=0,
+    unit_urls=75,
+    concurrent_requests=8,
+    concurrent_requests_per_domain=2,
+    checkpoint_rows=8,
+    units_per_cpu=2,
+)
 
 DRIVER = """
 import sys
@@ -53,8 +62,11 @@ def test_killed_crawl_resumes_without_refetching(tmp_path, local_ray):
         (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
         out = tmp_path / "crawl"
         script = DRIVER.format(config=repr(CONFIG))
-        driver = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "urls.txt"), str(out)],
-                                  cwd=Path(__file__).parents[1], start_new_session=True)
+        driver = subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "urls.txt"), str(out)],
+            cwd=Path(__file__).parents[1],
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while sum(s.hits.total() for s in servers) < len(urls) // 2:
             assert driver.poll() is None and time.monotonic() < deadline, "the crawl ended before the kill"
@@ -84,7 +96,11 @@ def test_killed_crawl_resumes_without_refetching(tmp_path, local_ray):
 def test_units_hold_whole_domains_and_are_bounded(tmp_path):
     import pyarrow as pa
 
-    rows = [{"url": f"http://{d}.example.com/{i}", "domain": f"{d}.example.com"} for d, n in [("a", 40), ("b", 70), ("c", 10), ("d", 250), ("e", 5)] for i in range(n)]
+    rows = [
+        {"url": f"http://{d}.example.com/{i}", "domain": f"{d}.example.com"}
+        for d, n in [("a", 40), ("b", 70), ("c", 10), ("d", 250), ("e", 5)]
+        for i in range(n)
+    ]
     schema = pa.schema(PROVENANCE_FIELDS)
     bucket = tmp_path / "split" / "b00003"
     bucket.mkdir(parents=True)

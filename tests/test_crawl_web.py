@@ -23,8 +23,14 @@ EVERY_KIND = list(HEALTHY_KINDS + FAILING_KINDS)
 
 def crawl(tmp_path, web, **overrides):
     pq.write_table(pa.table({"url": web.urls()}), tmp_path / "urls.parquet")
-    settings = dict(allowed_networks=["127.0.0.0/8"], dns_servers=[f"127.0.0.1:{web.dns_port}"], timeout_s=10.0,
-                    robots_timeout_s=2.0, retries=1, unit_urls=100)
+    settings = dict(
+        allowed_networks=["127.0.0.0/8"],
+        dns_servers=[f"127.0.0.1:{web.dns_port}"],
+        timeout_s=10.0,
+        robots_timeout_s=2.0,
+        retries=1,
+        unit_urls=100,
+    )
     settings.update(overrides)
     start = time.monotonic()
     stats = run_stage(CRAWL, [str(tmp_path / "urls.parquet")], str(tmp_path / "pages"), CrawlConfig(**settings))
@@ -73,11 +79,13 @@ def test_hosts_that_never_answer_are_given_up_after_a_few_connections(tmp_path, 
     """Without robots.txt, host health alone: a server that has not answered gets one connection at a
     time; after `host_failures` failed ones its other URLs end as host_unreachable with no connection;
     servers that answered keep every URL."""
-    web = make_web(6, 240, seed=5, kinds=["refused", "blackhole", "healthy", "flaky", "errors", "healthy"], zipf=0.0,
-                   names=False)
+    web = make_web(
+        6, 240, seed=5, kinds=["refused", "blackhole", "healthy", "flaky", "errors", "healthy"], zipf=0.0, names=False
+    )
     with SimulatedWeb(web) as sim:
-        _, pages, seconds = crawl(tmp_path, web, obey_robots_txt=False, timeout_s=2.0, host_failures=3,
-                                      concurrent_requests_per_domain=4)
+        _, pages, seconds = crawl(
+            tmp_path, web, obey_robots_txt=False, timeout_s=2.0, host_failures=3, concurrent_requests_per_domain=4
+        )
         served = sim_stats(sim)
     by_kind: dict[str, Counter] = {}
     for row in pages:

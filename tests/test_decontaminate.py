@@ -73,7 +73,12 @@ def test_eval_ngram_matches_per_document_and_set(tmp_path):
     evals = EvalNgrams.build([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")], 8, 1e-8)
     a_words = (tmp_path / "a.txt").read_text().split()
     b_words = (tmp_path / "b.txt").read_text().split()
-    docs = [random_text(rng, 300), random_text(rng, 100) + " " + " ".join(a_words[:60]), "", " ".join(b_words[:10] + a_words[:9])]
+    docs = [
+        random_text(rng, 300),
+        random_text(rng, 100) + " " + " ".join(a_words[:60]),
+        "",
+        " ".join(b_words[:10] + a_words[:9]),
+    ]
     total, per_set, found = evals.matches(docs, 8)
     assert total.tolist() == [0, 53, 0, 5]  # 60 words: 53 8-grams; 10 words: 3, 9 words: 2
     assert per_set.tolist() == [[0, 53, 0, 2], [0, 0, 0, 3]]
@@ -82,7 +87,9 @@ def test_eval_ngram_matches_per_document_and_set(tmp_path):
 
 def test_readers(tmp_path):
     wiki = tmp_path / "wikitext-2.test.tokens"
-    wiki.write_text(" \n = Robert <unk> = \n \n He had a guest @-@ starring role , 1 @,@ 000 times in 3 @.@ 5 years .\n")
+    wiki.write_text(
+        " \n = Robert <unk> = \n \n He had a guest @-@ starring role , 1 @,@ 000 times in 3 @.@ 5 years .\n"
+    )
     assert read_evalset(str(wiki)) == ["= Robert", "=", "He had a guest-starring role, 1,000 times in 3.5 years."]
     ptb = tmp_path / "ptb.test.txt"
     ptb.write_text(" no it was n't black monday \n the <unk> fell N points \n")
@@ -119,7 +126,10 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
 
 
 def test_detokenize_wikitext():
-    assert detokenize_wikitext("the U.S. @-@ based ( 1 @,@ 000 ) firm 's profit : 3 @.@ 5 %") == "the U.S.-based (1,000) firm's profit: 3.5%"
+    assert (
+        detokenize_wikitext("the U.S. @-@ based ( 1 @,@ 000 ) firm 's profit : 3 @.@ 5 %")
+        == "the U.S.-based (1,000) firm's profit: 3.5%"
+    )
 
 
 def test_decontaminate_stage_drops_and_flags(tmp_path, local_ray):

@@ -88,16 +88,19 @@ def test_lsh_bands_favour_recall_at_the_threshold():
 
 def docs_table(texts, karma=None, created=None) -> pa.Table:
     n = len(texts)
-    return pa.table({
-        "id": [f"{i:032x}" for i in range(n)],
-        "url": [f"http://e.com/{i}" for i in range(n)],
-        "text": texts,
-        "karma": pa.array(karma if karma is not None else [3] * n, pa.int64()),
-        "created_utc": pa.array(created if created is not None else [1000 + i for i in range(n)], pa.int64()),
-    })
+    return pa.table(
+        {
+            "id": [f"{i:032x}" for i in range(n)],
+            "url": [f"http://e.com/{i}" for i in range(n)],
+            "text": texts,
+            "karma": pa.array(karma if karma is not None else [3] * n, pa.int64()),
+            "created_utc": pa.array(created if created is not None else [1000 + i for i in range(n)], pa.int64()),
+        }
+    )
 
 
-def run_dedup(tmp_path, tables, config=DedupConfig(), name="out"):
+def run_dedup(tmp_path, tables, config=None, name="out"):
+    config = config or DedupConfig()
     folder = tmp_path / f"{name}_in"
     folder.mkdir()
     for i, table in enumerate(tables):
@@ -150,12 +153,14 @@ def test_chain_of_near_duplicates_is_one_cluster(tmp_path, local_ray):
 
 def test_survivor_rule_karma_then_created_then_id(tmp_path, local_ray):
     text = random_text(random.Random(2))
-    table = pa.table({
-        "id": ["b", "a", "c", "d", "e"],
-        "text": [text] * 5,
-        "karma": pa.array([5, 5, 5, None, 1], pa.int64()),
-        "created_utc": pa.array([10, 10, None, 1, 1], pa.int64()),
-    })
+    table = pa.table(
+        {
+            "id": ["b", "a", "c", "d", "e"],
+            "text": [text] * 5,
+            "karma": pa.array([5, 5, 5, None, 1], pa.int64()),
+            "created_utc": pa.array([10, 10, None, 1, 1], pa.int64()),
+        }
+    )
     stats, kept = run_dedup(tmp_path, [table])
     assert kept == {"a": "a"}  # karma 5 ties; created 10 ties (null is latest); id a < b
     assert dict(stats.dropped) == {"exact_duplicate": 4}

@@ -27,7 +27,9 @@ SENTENCES = [
 
 
 def article(paragraphs: int = 6, lang_text: list[str] = SENTENCES) -> str:
-    body = "".join(f"<p>{' '.join(lang_text[(i + j) % len(lang_text)] for j in range(4))}</p>" for i in range(paragraphs))
+    body = "".join(
+        f"<p>{' '.join(lang_text[(i + j) % len(lang_text)] for j in range(4))}</p>" for i in range(paragraphs)
+    )
     return (
         "<html><head><title>Library budget</title></head><body>"
         "<nav><ul><li><a href='/'>Home</a></li><li><a href='/news'>News</a></li><li>Sports</li></ul></nav>"
@@ -69,7 +71,10 @@ def test_drop_reasons():
         "http_error": page("http://e.com/1", None, status="http_error"),
         "not_html": page("http://e.com/2", None, status="not_html"),
         "wrong_language": page("http://e.com/3", article(lang_text=FRENCH).encode()),
-        "too_short": page("http://e.com/4", b"<html><body><article><p>Just a few words here, nothing more.</p></article></body></html>"),
+        "too_short": page(
+            "http://e.com/4",
+            b"<html><body><article><p>Just a few words here, nothing more.</p></article></body></html>",
+        ),
         "extraction_failed": page("http://e.com/5", b"<html><body></body></html>"),
         "empty_page": page("http://e.com/6", b""),
         "invalid_url": page(None, article().encode()),
@@ -147,7 +152,10 @@ def test_repetition_counts_characters_not_lines():
     assert f.reason(forum, "en", 0.99) is None
     assert f.reason("\n".join([SENTENCES[0]] * 10 + [good]), "en", 0.99) == "repeated_lines"
     paragraphs = "\n\n".join([f"{SENTENCES[1]}\n{SENTENCES[2]}"] * 4 + [good])  # repeated two-line blocks
-    assert DocumentFilter(ExtractConfig(min_words=5, max_duplicate_line_chars=1.0)).reason(paragraphs, "en", 0.99) == "repeated_paragraphs"
+    assert (
+        DocumentFilter(ExtractConfig(min_words=5, max_duplicate_line_chars=1.0)).reason(paragraphs, "en", 0.99)
+        == "repeated_paragraphs"
+    )
 
 
 def test_repeated_long_lines_are_removed_short_ones_kept():
@@ -171,24 +179,39 @@ def test_table_rows_and_the_pages_own_code_lines_are_kept():
 
 def test_code_blocks_repeated_across_tabs_survive_extraction():
     statement = "from pydantic import BaseModel, Field"
-    tabs = "".join(f"<h2>Example {n}</h2><p>{SENTENCES[n]} {SENTENCES[n + 1]}</p><pre><code>{statement}\n"
-                   f"model_{n} = BaseModel()</code></pre>" for n in range(4))
+    tabs = "".join(
+        f"<h2>Example {n}</h2><p>{SENTENCES[n]} {SENTENCES[n + 1]}</p><pre><code>{statement}\n"
+        f"model_{n} = BaseModel()</code></pre>"
+        for n in range(4)
+    )
     html = f"<html><body><article><h1>Models</h1><p>{' '.join(SENTENCES)}</p>{tabs}</article></body></html>"
     doc = Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/docs", html.encode()))
     assert doc["drop_reason"] is None and doc["text"].count(statement) == 4
-    prose = html.replace("<pre><code>", "<p>").replace("\n", "</p><p>").replace("</code></pre>", "</p>")  # as prose: repaired
-    assert Extractor(ExtractConfig(min_words=5)).extract(page("http://e.com/docs", prose.encode()))["text"].count(statement) == 1
+    prose = (
+        html.replace("<pre><code>", "<p>").replace("\n", "</p><p>").replace("</code></pre>", "</p>")
+    )  # as prose: repaired
+    assert (
+        Extractor(ExtractConfig(min_words=5))
+        .extract(page("http://e.com/docs", prose.encode()))["text"]
+        .count(statement)
+        == 1
+    )
 
 
 def discussion(post_paragraphs: int, replies: int) -> bytes:
     """A post and its comment section, which trafilatura (include_comments off) leaves out."""
-    post = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(post_paragraphs))
+    post = "".join(
+        f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(post_paragraphs)
+    )
     comments = "".join(
         f'<div class="comment"><p class="author">user{i}</p><p>Reply {i}: {SENTENCES[i % len(SENTENCES)].lower()} '
-        f"That matches what happened in our town number {i} as well.</p></div>" for i in range(replies)
+        f"That matches what happened in our town number {i} as well.</p></div>"
+        for i in range(replies)
     )
-    return (f"<html><head><title>Thread</title></head><body><nav><a href='/'>Home</a></nav><article><h1>Thread</h1>"
-            f'{post}</article><section id="comments" class="comments">{comments}</section></body></html>').encode()
+    return (
+        f"<html><head><title>Thread</title></head><body><nav><a href='/'>Home</a></nav><article><h1>Thread</h1>"
+        f'{post}</article><section id="comments" class="comments">{comments}</section></body></html>'
+    ).encode()
 
 
 def test_fallback_keeps_comments_only_where_they_are_the_page():
@@ -288,7 +311,9 @@ def test_each_line_rule_removes_its_lines_and_keeps_prose():
 
 def test_line_rules_leave_code_and_lists_alone():
     compose = "\n".join([PROSE[0], "services:", "image: postgres:18", "Image: Jane Smith"])
-    assert remove_boilerplate_lines(compose, ["photo_credit"]) == "\n".join([PROSE[0], "services:", "image: postgres:18"])
+    assert remove_boilerplate_lines(compose, ["photo_credit"]) == "\n".join(
+        [PROSE[0], "services:", "image: postgres:18"]
+    )
     assert remove_boilerplate_lines(compose, ["photo_credit"], code_lines=frozenset(["Image: Jane Smith"])) == compose
     archive = "\n".join(f"{PROSE[i % 4]}\nDec {i + 1}, 2025" for i in range(6))  # a list of posts and their dates
     counts = Counter()
@@ -298,10 +323,12 @@ def test_line_rules_leave_code_and_lists_alone():
 def news(og_type: str) -> bytes:
     """An article whose extracted text keeps a byline, a date, a photo credit and a share prompt."""
     body = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(4))}</p>" for i in range(6))
-    return (f'<html><head><meta property="og:type" content="{og_type}"><title>Library budget</title></head><body>'
-            "<article><h1>Library budget</h1><p>By Jane Doe</p><p>December 10, 2025</p>"
-            f"{body[:400]}<p>Photo: John Smith/Getty Images</p>{body[400:]}<p>Share this article</p>"
-            "</article></body></html>").encode()
+    return (
+        f'<html><head><meta property="og:type" content="{og_type}"><title>Library budget</title></head><body>'
+        "<article><h1>Library budget</h1><p>By Jane Doe</p><p>December 10, 2025</p>"
+        f"{body[:400]}<p>Photo: John Smith/Getty Images</p>{body[400:]}<p>Share this article</p>"
+        "</article></body></html>"
+    ).encode()
 
 
 def test_line_rules_apply_to_article_pages_and_are_counted():
@@ -310,8 +337,13 @@ def test_line_rules_apply_to_article_pages_and_are_counted():
     assert doc["drop_reason"] is None and SENTENCES[0] in doc["text"]
     for line in ("By Jane Doe", "December 10, 2025", "Getty Images", "Share this article"):
         assert line not in doc["text"], line
-    assert sorted(doc["outcomes"]) == ["line_removed:byline", "line_removed:date", "line_removed:photo_credit",
-                                       "line_removed:share", "page_type:article"]
+    assert sorted(doc["outcomes"]) == [
+        "line_removed:byline",
+        "line_removed:date",
+        "line_removed:photo_credit",
+        "line_removed:share",
+        "page_type:article",
+    ]
     other = extractor.extract(page("http://e.com/page", news("website")))  # not typed an article: untouched
     assert "By Jane Doe" in other["text"] and other["outcomes"] == ["page_type:other"]
     off = Extractor(ExtractConfig(line_rules=[])).extract(page("http://e.com/news", news("article")))
@@ -320,7 +352,10 @@ def test_line_rules_apply_to_article_pages_and_are_counted():
 
 def test_extract_stage_on_ray_counts_every_page(tmp_path, local_ray):
     rows = [page(f"http://example.com/{i}", article().replace("Library", f"Library {i}").encode()) for i in range(5)]
-    rows += [page("http://example.com/missing", None, status="http_error"), page("http://example.com/fr", article(lang_text=FRENCH).encode())]
+    rows += [
+        page("http://example.com/missing", None, status="http_error"),
+        page("http://example.com/fr", article(lang_text=FRENCH).encode()),
+    ]
     pq.write_table(pa.Table.from_pylist(rows, schema=PAGES), tmp_path / "pages.parquet")
     stats = run_stage(EXTRACT, [str(tmp_path / "pages.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert (stats.input, stats.output) == (7, 5)
@@ -333,17 +368,24 @@ def test_extract_stage_on_ray_counts_every_page(tmp_path, local_ray):
 
 
 def test_extract_stage_accepts_string_html_and_null_urls(tmp_path, local_ray):
-    pq.write_table(pa.table({"url": ["http://x.org/a", None], "html": [article(), article()]}), tmp_path / "mine.parquet")
+    pq.write_table(
+        pa.table({"url": ["http://x.org/a", None], "html": [article(), article()]}), tmp_path / "mine.parquet"
+    )
     stats = run_stage(EXTRACT, [str(tmp_path / "mine.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert (stats.output, dict(stats.dropped)) == (1, {"invalid_url": 1})
 
 
 def test_extract_stage_reports_the_lines_each_rule_removed(tmp_path, local_ray):
-    rows = [page(f"http://example.com/{i}", news("article").replace(b"Library", f"Library {i}".encode())) for i in range(3)]
+    rows = [
+        page(f"http://example.com/{i}", news("article").replace(b"Library", f"Library {i}".encode())) for i in range(3)
+    ]
     pq.write_table(pa.Table.from_pylist(rows, schema=PAGES), tmp_path / "pages.parquet")
     stats = run_stage(EXTRACT, [str(tmp_path / "pages.parquet")], str(tmp_path / "docs"), ExtractConfig())
     assert stats.output == 3 and dict(stats.outcomes) == {
-        "page_type:article": 3, "line_removed:byline": 3, "line_removed:date": 3,
-        "line_removed:photo_credit": 3, "line_removed:share": 3,
+        "page_type:article": 3,
+        "line_removed:byline": 3,
+        "line_removed:date": 3,
+        "line_removed:photo_credit": 3,
+        "line_removed:share": 3,
     }
     assert "outcomes" not in pq.read_table(tmp_path / "docs").column_names

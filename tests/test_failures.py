@@ -51,7 +51,9 @@ def test_a_bug_exits_1_with_its_traceback_in_the_errors_log(tmp_path, local_ray,
     line = next(x for x in err.splitlines() if x.startswith("webtext extract: "))
     assert line.startswith("webtext extract: bug: extract: ") and "KeyError: 'model'" in line and "_errors.log" in line
     log = (out / "_errors.log").read_text()
-    assert "stage: extract" in log and "pages.parquet" in log and "in broken_setup" in log and "KeyError: 'model'" in log
+    assert (
+        "stage: extract" in log and "pages.parquet" in log and "in broken_setup" in log and "KeyError: 'model'" in log
+    )
     assert "in broken_setup" in err  # -v prints it too
     assert not (out / "_COMPLETE.json").exists()
 
@@ -107,7 +109,9 @@ class FlakyS3(BaseHTTPRequestHandler):
             self.wfile.write(error)
             return
         connection = http.client.HTTPConnection("127.0.0.1", S3_PORT, timeout=30)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "transfer-encoding", "content-length")}
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in ("host", "transfer-encoding", "content-length")
+        }
         connection.request(self.command, self.path, body, headers | {"Content-Length": str(len(body))})
         response = connection.getresponse()
         data = response.read()
@@ -116,7 +120,9 @@ class FlakyS3(BaseHTTPRequestHandler):
             if key.lower() not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(key, value)
         # a HEAD answer has no body but the object's length
-        self.send_header("Content-Length", response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data)))
+        self.send_header(
+            "Content-Length", response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+        )
         self.end_headers()
         self.wfile.write(data)
 
@@ -135,13 +141,28 @@ def test_writes_that_fail_transiently_are_retried_to_a_complete_stage(tmp_path, 
     out = f"{s3_server}/flaky/docs"
     env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "RAY_ADDRESS": "local"}
     try:
-        done = subprocess.run([sys.executable, "-m", "webtext.cli", "extract", str(write_pages(tmp_path / "pages.parquet", 20)),
-                               "--out", out], env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "webtext.cli",
+                "extract",
+                str(write_pages(tmp_path / "pages.parquet", 20)),
+                "--out",
+                out,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         proxy.shutdown()
     assert done.returncode == 0, done.stderr[-3000:]
     assert FlakyS3.failed == 4
     import boto3
 
-    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="webtext-test", Prefix="flaky/docs/")["Contents"]]
+    keys = [
+        o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="webtext-test", Prefix="flaky/docs/")["Contents"]
+    ]
     assert "flaky/docs/_COMPLETE.json" in keys and any(k.endswith(".parquet") and "/part-" in k for k in keys)

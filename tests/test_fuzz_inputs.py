@@ -49,18 +49,40 @@ def counted(result) -> None:
 
 
 @SETTINGS
-@given(data=st.binary(max_size=4096), suffix=st.sampled_from([".jsonl", ".zst", ".gz", ".xz", ".bz2"]),
-       on_truncated=st.sampled_from(["error", "warn"]))
+@given(
+    data=st.binary(max_size=4096),
+    suffix=st.sampled_from([".jsonl", ".zst", ".gz", ".xz", ".bz2"]),
+    on_truncated=st.sampled_from(["error", "warn"]),
+)
 def test_harvest_of_random_bytes_counts_or_refuses_cleanly(data, suffix, on_truncated):
     counted(harvest(data, suffix, on_truncated))
 
 
 VALUE = st.one_of(
-    st.none(), st.booleans(), INTEGERS, FLOATS, st.text(max_size=30),
-    st.sampled_from(["https://a.example/x", "http://b.example/y?utm_source=z", "ftp://c.example/", "//d.example",
-                     "https://imgur.com/a.jpg", "https://en.wikipedia.org/wiki/X", "nan", "inf", "-inf", "1e999",
-                     "1e23", "12abc", ""]),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    INTEGERS,
+    FLOATS,
+    st.text(max_size=30),
+    st.sampled_from(
+        [
+            "https://a.example/x",
+            "http://b.example/y?utm_source=z",
+            "ftp://c.example/",
+            "//d.example",
+            "https://imgur.com/a.jpg",
+            "https://en.wikipedia.org/wiki/X",
+            "nan",
+            "inf",
+            "-inf",
+            "1e999",
+            "1e23",
+            "12abc",
+            "",
+        ]
+    ),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 FIELDS = ["id", "url", "score", "is_self", "over_18", "subreddit", "title", "created_utc", "extra"]
 RECORD = st.one_of(st.dictionaries(st.sampled_from(FIELDS), VALUE, max_size=len(FIELDS)), VALUE)
@@ -81,23 +103,64 @@ def test_harvest_of_random_records_counts_every_record(records, compress, cut):
         assert result[1].input == len(records)  # every line of a whole file is one counted record
 
 
-@pytest.mark.parametrize("record", [
-    {"id": "a", "url": "https://a.example/x", "score": 5, "created_utc": "1e999"},
-    {"id": "a", "url": "https://a.example/x", "score": 5, "created_utc": "1e23"},
-    {"id": "a", "url": "https://a.example/x", "score": 1e30},
-    {"id": "a", "url": "https://a.example/x", "score": 2**70},
-], ids=["created_inf", "created_1e23", "score_1e30", "score_2^70"])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"id": "a", "url": "https://a.example/x", "score": 5, "created_utc": "1e999"},
+        {"id": "a", "url": "https://a.example/x", "score": 5, "created_utc": "1e23"},
+        {"id": "a", "url": "https://a.example/x", "score": 1e30},
+        {"id": "a", "url": "https://a.example/x", "score": 2**70},
+    ],
+    ids=["created_inf", "created_1e23", "score_1e30", "score_2^70"],
+)
 def test_harvest_counts_out_of_range_numbers(record):
     counted(harvest((json.dumps(record) + "\n").encode(), ".jsonl"))
 
 
 # -- extract ----------------------------------------------------------------------------------------
 
-TAGS = ["p", "div", "article", "main", "span", "h1", "script", "style", "table", "td", "li", "ul", "br", "a",
-        "nav", "footer", "noscript", "iframe", "svg", "template", "!--", "![CDATA[", "?xml", "html", "body", "head"]
+TAGS = [
+    "p",
+    "div",
+    "article",
+    "main",
+    "span",
+    "h1",
+    "script",
+    "style",
+    "table",
+    "td",
+    "li",
+    "ul",
+    "br",
+    "a",
+    "nav",
+    "footer",
+    "noscript",
+    "iframe",
+    "svg",
+    "template",
+    "!--",
+    "![CDATA[",
+    "?xml",
+    "html",
+    "body",
+    "head",
+]
 WORDS = st.text(alphabet=st.characters(codec="utf-8"), max_size=40) | st.sampled_from(
-    ["The quick brown fox jumps over the lazy dog again and again.", "&amp;&#0;&#x110000;&bogus;", "\x00", "\ufffd" * 5,
-     "<" * 10, ">" * 10, "'\"", "\u202e\u200b", "<meta charset='utf-16'>", "<meta http-equiv='refresh' content='0'>"])
+    [
+        "The quick brown fox jumps over the lazy dog again and again.",
+        "&amp;&#0;&#x110000;&bogus;",
+        "\x00",
+        "\ufffd" * 5,
+        "<" * 10,
+        ">" * 10,
+        "'\"",
+        "\u202e\u200b",
+        "<meta charset='utf-16'>",
+        "<meta http-equiv='refresh' content='0'>",
+    ]
+)
 FRAGMENT = st.one_of(
     WORDS,
     st.builds(lambda t, w: f"<{t}>{w}", st.sampled_from(TAGS), WORDS),
@@ -117,16 +180,25 @@ def extract_fn():
 
 
 @SETTINGS
-@given(pages=st.lists(st.tuples(st.one_of(st.none(), st.sampled_from(["https://a.example/p", "not a url", "", "http://[::1"])),
-                                st.one_of(st.none(), HTML),
-                                st.one_of(st.none(), st.sampled_from(["text/html", "text/html; charset=klingon", "application/pdf", ""]))),
-                      min_size=1, max_size=4))
+@given(
+    pages=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.sampled_from(["https://a.example/p", "not a url", "", "http://[::1"])),
+            st.one_of(st.none(), HTML),
+            st.one_of(st.none(), st.sampled_from(["text/html", "text/html; charset=klingon", "application/pdf", ""])),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_extract_of_random_html_never_raises_and_accounts_for_every_row(extract_fn, pages):
-    batch = pa.table({
-        "url": pa.array([p[0] for p in pages], pa.string()),
-        "html": pa.array([p[1] for p in pages], pa.binary()),
-        "content_type": pa.array([p[2] for p in pages], pa.string()),
-    })
+    batch = pa.table(
+        {
+            "url": pa.array([p[0] for p in pages], pa.string()),
+            "html": pa.array([p[1] for p in pages], pa.binary()),
+            "content_type": pa.array([p[2] for p in pages], pa.string()),
+        }
+    )
     # the runner's own conforming (absent optional columns get their defaults) before the batch fn
     out = extract_fn(conform_input(EXTRACT, batch))
     assert out.num_rows == batch.num_rows

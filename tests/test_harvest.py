@@ -18,7 +18,14 @@ from webtext.core.runner import run_stage
 
 
 def record(id, url, score, **extra):
-    base = {"id": id, "url": url, "score": score, "subreddit": "news", "title": f"title {id}", "created_utc": 1119845000}
+    base = {
+        "id": id,
+        "url": url,
+        "score": score,
+        "subreddit": "news",
+        "title": f"title {id}",
+        "created_utc": 1119845000,
+    }
     base.update(extra)
     return base
 
@@ -39,8 +46,17 @@ RECORDS = [
     record("a13", "http://example.com/story#comments", 1),  # same URL, below min_karma: not its provenance
 ]
 EXPECTED_DROPS = {
-    "duplicate_url": 1, "low_karma": 2, "self_post": 1, "nsfw": 1, "media_domain": 1, "wikipedia": 1,
-    "file_extension": 1, "reddit_link": 1, "invalid_url": 1, "no_url": 1, "malformed": 2,
+    "duplicate_url": 1,
+    "low_karma": 2,
+    "self_post": 1,
+    "nsfw": 1,
+    "media_domain": 1,
+    "wikipedia": 1,
+    "file_extension": 1,
+    "reddit_link": 1,
+    "invalid_url": 1,
+    "no_url": 1,
+    "malformed": 2,
 }
 
 
@@ -64,7 +80,9 @@ def write_dump(path, data: bytes):
     return path
 
 
-@pytest.mark.parametrize("name", ["RS_2005-06.zst", "RS_2005-06.xz", "RS_2005-06.bz2", "RS_2005-06.gz", "RS_2005-06.jsonl"])
+@pytest.mark.parametrize(
+    "name", ["RS_2005-06.zst", "RS_2005-06.xz", "RS_2005-06.bz2", "RS_2005-06.gz", "RS_2005-06.jsonl"]
+)
 def test_every_submission_is_kept_or_counted_under_one_reason(tmp_path, name, caplog):
     path = write_dump(tmp_path / name, dump_bytes())
     with caplog.at_level(logging.WARNING):
@@ -73,7 +91,10 @@ def test_every_submission_is_kept_or_counted_under_one_reason(tmp_path, name, ca
     stats.check()
     assert stats.input == len(RECORDS) + 2
     assert dict(stats.dropped) == EXPECTED_DROPS
-    assert sorted(urls.column("url").to_pylist()) == ["http://example.com/story", "http://news.example.org/x?id=1&page=2"]
+    assert sorted(urls.column("url").to_pylist()) == [
+        "http://example.com/story",
+        "http://news.example.org/x?id=1&page=2",
+    ]
     story = next(row for row in urls.to_pylist() if row["url"] == "http://example.com/story")
     assert sorted(story["reddit_ids"]) == ["a1", "a2"] and sorted(story["scores"]) == [3, 5]
     assert story["created_utc"] == 1119800000 and story["karma"] == 5 and story["domain"] == "example.com"
@@ -86,7 +107,9 @@ def test_url_sum_rule_and_date_window(tmp_path):
     candidates, stats = harvest_file(path, config)
     urls = merge_candidates(candidates, config, stats)
     assert urls.column("url").to_pylist() == ["http://example.com/story"]  # 5 + 3 + 1 >= 9: a13 counts here
-    assert sorted(urls.column("reddit_ids")[0].as_py()) == ["a1", "a13", "a2"] and urls.column("karma").to_pylist() == [9]
+    assert sorted(urls.column("reddit_ids")[0].as_py()) == ["a1", "a13", "a2"] and urls.column("karma").to_pylist() == [
+        9
+    ]
     windowed = HarvestConfig(start_utc=1119840000)
     candidates, stats = harvest_file(path, windowed)
     assert stats.dropped["out_of_window"] == 1  # a2 was posted before the window
@@ -107,7 +130,10 @@ def test_harvest_stage_on_ray_merges_urls_across_files(tmp_path, local_ray, buck
     stats = run_stage(HARVEST, [str(tmp_path / "dumps")], str(tmp_path / "harvest"), HarvestConfig(buckets=buckets))
     urls = pq.read_table(tmp_path / "harvest")
     assert urls.num_rows == 2 == stats.output
-    assert sorted(urls.column("url").to_pylist()) == ["http://example.com/story", "http://news.example.org/x?id=1&page=2"]
+    assert sorted(urls.column("url").to_pylist()) == [
+        "http://example.com/story",
+        "http://news.example.org/x?id=1&page=2",
+    ]
     assert stats.input == 2 * (len(RECORDS) + 2)
     assert stats.dropped["duplicate_url"] == 2 + 2  # a2 in each file, and each URL's copy in the other file
     assert (tmp_path / "harvest" / "_stats.json").exists() and not (tmp_path / "harvest" / "_scratch").exists()
@@ -136,18 +162,28 @@ def test_batch_classification_equals_classifying_each_record():
     from tests.test_urls import canonical_looking_urls, tricky_urls
 
     rng = random.Random(3)
-    urls = tricky_urls() + canonical_looking_urls() + [None, "", "http://i.imgur.com/a.gif", "https://en.wikipedia.org/x"]
+    urls = (
+        tricky_urls() + canonical_looking_urls() + [None, "", "http://i.imgur.com/a.gif", "https://en.wikipedia.org/x"]
+    )
     records = [
         Submission(
-            id=f"r{i}", url=url, title=rng.choice(["t", None, "é"]),
+            id=f"r{i}",
+            url=url,
+            title=rng.choice(["t", None, "é"]),
             score=rng.choice([1, None, 2.5, 3.0, 10**20, -(2**63), 1e300, float("nan")]),
             created_utc=rng.choice([1500000000 + i, 1.5e9 + 0.5, "1500000300", "x", None, 10**30, -(2**63), 1e30]),
-            is_self=rng.choice([None, False, True, False, False]), over_18=rng.choice([None, False, True, False, False]),
+            is_self=rng.choice([None, False, True, False, False]),
+            over_18=rng.choice([None, False, True, False, False]),
             subreddit=rng.choice(["news", "Pics", "İstanbul", None, ""]),
         )
         for i, url in enumerate(urls * 2)
     ]
-    configs = [HarvestConfig(), HarvestConfig(start_utc=1500000100, end_utc=1500009000, blocked_subreddits=["pics"], drop_nsfw=False, karma_rule="url_sum")]
+    configs = [
+        HarvestConfig(),
+        HarvestConfig(
+            start_utc=1500000100, end_utc=1500009000, blocked_subreddits=["pics"], drop_nsfw=False, karma_rule="url_sum"
+        ),
+    ]
     for config in configs:
         one, batch = SubmissionFilter(config), BatchFilter(config)
         expected_drops, rows = Counter(), []
@@ -156,10 +192,22 @@ def test_batch_classification_equals_classifying_each_record():
             if reason != "candidate":
                 expected_drops[reason] += 1
             else:
-                rows.append((url, domain, sub.id, sub.subreddit, score_of(sub.score), sub.title, created_seconds(sub.created_utc)))
+                rows.append(
+                    (
+                        url,
+                        domain,
+                        sub.id,
+                        sub.subreddit,
+                        score_of(sub.score),
+                        sub.title,
+                        created_seconds(sub.created_utc),
+                    )
+                )
         expected = pa.Table.from_pylist([dict(zip(CANDIDATE.names, row)) for row in rows], schema=CANDIDATE)
         drops = Counter()
-        got = pa.concat_tables([t for t in (batch.batch(records[:5000], drops), batch.batch(records[5000:], drops)) if t is not None])
+        got = pa.concat_tables(
+            [t for t in (batch.batch(records[:5000], drops), batch.batch(records[5000:], drops)) if t is not None]
+        )
         assert drops == expected_drops
         assert got.equals(expected)
 

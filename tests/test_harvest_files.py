@@ -11,8 +11,20 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from crawler.harvest import (HARVEST, TRUNCATED, DumpError, HarvestTask, MergeTask, Slice, harvest_file, harvest_task, merge_candidates,
-                             merge_task, read_submissions, slices)
+from crawler.harvest import (
+    HARVEST,
+    TRUNCATED,
+    DumpError,
+    HarvestTask,
+    MergeTask,
+    Slice,
+    harvest_file,
+    harvest_task,
+    merge_candidates,
+    merge_task,
+    read_submissions,
+    slices,
+)
 from tests.test_harvest import RECORDS, dump_bytes, write_dump
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
@@ -21,7 +33,12 @@ from webtext.core.stats import StageStats
 
 
 def many_records(n: int) -> bytes:
-    lines = [json.dumps({"id": f"r{i}", "url": f"http://site{i % 37}.example.com/p/{i}", "score": i % 9, "title": "t" * (i % 50)}) for i in range(n)]
+    lines = [
+        json.dumps(
+            {"id": f"r{i}", "url": f"http://site{i % 37}.example.com/p/{i}", "score": i % 9, "title": "t" * (i % 50)}
+        )
+        for i in range(n)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -54,7 +71,9 @@ def test_corrupt_frame_and_empty_dumps_are_errors(tmp_path):
         harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig())
     candidates, stats = harvest_file(str(tmp_path / "RS_corrupt.zst"), HarvestConfig(on_truncated="warn"))
     assert stats.dropped[TRUNCATED] == 1 and stats.input == candidates.num_rows + sum(stats.dropped.values())
-    _, stats = harvest_file(str(tmp_path / "whole.zst"), HarvestConfig())  # the process's zstd context, after the errors
+    _, stats = harvest_file(
+        str(tmp_path / "whole.zst"), HarvestConfig()
+    )  # the process's zstd context, after the errors
     assert stats.input == 3000 and not stats.dropped[TRUNCATED]
     (tmp_path / "RS_empty.zst").write_bytes(b"")
     with pytest.raises(DumpError, match="RS_empty.zst: empty dump"):
@@ -83,13 +102,20 @@ def test_every_frame_of_a_multi_frame_zst_is_read(tmp_path):
 def test_a_dump_left_midway_does_not_disturb_the_next(tmp_path):
     """Every dump of a process shares one zstd context (its window buffer is reused)."""
     rng = random.Random(3)
-    lines = [json.dumps({"id": f"a{i}", "url": "http://a.example.com/", "title": rng.randbytes(200).hex()}) for i in range(8000)]
+    lines = [
+        json.dumps({"id": f"a{i}", "url": "http://a.example.com/", "title": rng.randbytes(200).hex()})
+        for i in range(8000)
+    ]
     write_dump(tmp_path / "RS_a.zst", ("\n".join(lines) + "\n").encode())  # ~3 MB compressed: several 1 MB reads
     write_dump(tmp_path / "RS_b.zst", many_records(2000))
     left = read_submissions(Slice(str(tmp_path / "RS_a.zst")), HarvestConfig(), StageStats("harvest", "submissions"))
     assert len(next(left)) < 8000  # one chunk in, inside the frame, then abandoned
     stats = StageStats("harvest", "submissions")
-    assert sum(map(len, read_submissions(Slice(str(tmp_path / "RS_b.zst")), HarvestConfig(), stats))) == stats.input == 2000
+    assert (
+        sum(map(len, read_submissions(Slice(str(tmp_path / "RS_b.zst")), HarvestConfig(), stats)))
+        == stats.input
+        == 2000
+    )
 
 
 def test_a_merge_gives_back_the_window_of_its_worker(tmp_path):
@@ -108,9 +134,20 @@ def test_a_merge_gives_back_the_window_of_its_worker(tmp_path):
 def test_frames_ending_inside_and_across_reads_are_read_whole(tmp_path):
     """Frames of ~150-400 KB compressed: several end inside one 1 MB read, some across two reads."""
     rng = random.Random(7)
-    frames = [[json.dumps({"id": f"f{f}r{i}", "url": f"http://s{i}.example.com/", "score": 5,
-                           "title": rng.randbytes(60 * (2 + f % 3)).hex()}).encode() for i in range(2500)]
-              for f in range(9)]
+    frames = [
+        [
+            json.dumps(
+                {
+                    "id": f"f{f}r{i}",
+                    "url": f"http://s{i}.example.com/",
+                    "score": 5,
+                    "title": rng.randbytes(60 * (2 + f % 3)).hex(),
+                }
+            ).encode()
+            for i in range(2500)
+        ]
+        for f in range(9)
+    ]
     compressor = zstandard.ZstdCompressor()
     data = b"".join(compressor.compress(b"\n".join(lines) + b"\n") for lines in frames)
     assert len(data) > 2 * 2**20
@@ -168,13 +205,20 @@ def test_harvest_reads_and_writes_object_storage(tmp_path, local_ray, s3_server)
 def test_a_task_leaves_one_file_per_bucket_however_often_its_buffer_fills(tmp_path, buckets):
     """14 buffer flushes, URLs repeating across them: one scratch file per bucket, no run left, and the
     merged URLs (provenance lists in input order) equal a one-process harvest of the same dump."""
-    lines = [json.dumps({"id": f"r{i}", "url": f"http://site{i % 13}.example.com/p/{i % 700}", "score": i % 5, "title": f"t{i}"}) for i in range(4000)]
+    lines = [
+        json.dumps(
+            {"id": f"r{i}", "url": f"http://site{i % 13}.example.com/p/{i % 700}", "score": i % 5, "title": f"t{i}"}
+        )
+        for i in range(4000)
+    ]
     dump = write_dump(tmp_path / "RS.zst", ("\n".join(lines) + "\n").encode())
     config = HarvestConfig()
     scratch = str(tmp_path / "scratch")
     result = harvest_task(HarvestTask(Slice(str(dump)), 0, buckets, scratch, config, flush_rows=300))
     assert result["input"] == 4000 and len(result["buckets"]) == buckets
-    files = sorted(p.relative_to(tmp_path / "scratch").as_posix() for p in (tmp_path / "scratch").rglob("*") if p.is_file())
+    files = sorted(
+        p.relative_to(tmp_path / "scratch").as_posix() for p in (tmp_path / "scratch").rglob("*") if p.is_file()
+    )
     assert files == [f"b{b:05d}/t00000.parquet" for b in result["buckets"]]
     parts = []
     for b in result["buckets"]:

@@ -18,17 +18,26 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from webtext.core.manifest import read_manifest
+from webtext.core.runner import MARKER
 from webtext.demo.dump import write_dump
 from webtext.demo.run import demo_evalset, paragraphs, run_demo
 from webtext.demo.site import DemoSite
-from webtext.core.manifest import read_manifest
-from webtext.core.runner import MARKER
 from webtext.pipeline import STAGES, build, stage_dir
 
 BIN = Path(sys.executable).parent
 
 PLANTED_REASONS = {
-    "harvest": {"blocked_domain", "media_domain", "low_karma", "self_post", "wikipedia", "nsfw", "reddit_link", "malformed"},
+    "harvest": {
+        "blocked_domain",
+        "media_domain",
+        "low_karma",
+        "self_post",
+        "wikipedia",
+        "nsfw",
+        "reddit_link",
+        "malformed",
+    },
     "extract": {"not_html", "http_error", "wrong_language", "too_short"},
     "dedup": {"exact_duplicate", "near_duplicate"},
     "decontaminate": {"contaminated"},
@@ -49,7 +58,10 @@ def test_reduced_demo_drops_every_planted_reason_and_trains(tmp_path, local_ray,
     assert table.num_rows == manifest["documents"] > 10
     assert len(set(table.column("id").to_pylist())) == table.num_rows
     for entry in manifest["shards"]:
-        assert hashlib.sha256((Path(config.out_dir) / "shards" / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        assert (
+            hashlib.sha256((Path(config.out_dir) / "shards" / entry["file"]).read_bytes()).hexdigest()
+            == entry["sha256"]
+        )
     assert "loss" in out and (Path(config.out_dir) / "train" / "ckpt.pt").exists()
     assert "webtext inspect" in out
 
@@ -99,13 +111,32 @@ def ray_cluster():
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_AUTH_MODE"] = "token"
     start = [
-        str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-        "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-        "--disable-usage-stats", f"--temp-dir={temp_dir}",
+        str(BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard}",
+        "--disable-usage-stats",
+        f"--temp-dir={temp_dir}",
         # Agents default to fixed ports, which the session's embedded Ray already holds.
-        *(f"--{name}={p}" for name, p in zip(
-            ("dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-             "runtime-env-agent-port", "ray-client-server-port"), agent_ports)),
+        *(
+            f"--{name}={p}"
+            for name, p in zip(
+                (
+                    "dashboard-agent-listen-port",
+                    "dashboard-agent-grpc-port",
+                    "metrics-export-port",
+                    "runtime-env-agent-port",
+                    "ray-client-server-port",
+                ),
+                agent_ports,
+            )
+        ),
     ]
     head = subprocess.Popen(start, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -115,7 +146,10 @@ def ray_cluster():
             assert head.poll() is None, head.stdout.read()
             probe = subprocess.run(
                 [str(BIN / "ray"), "job", "submit", "--address", address, "--", "true"],
-                env=env, capture_output=True, text=True, timeout=120,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             if probe.returncode == 0:
                 break
@@ -141,14 +175,26 @@ def test_build_submitted_as_ray_job(tmp_path, ray_cluster):
                 {
                     "dumps": ["RS_job.zst"],
                     "out_dir": "out",
-                    "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 3.0, "retries": 0, "autothrottle": False},
+                    "crawl": {
+                        "allowed_networks": ["127.0.0.0/8"],
+                        "timeout_s": 3.0,
+                        "retries": 0,
+                        "autothrottle": False,
+                    },
                     "decontaminate": {"evalsets": ["evalset.txt"]},
                 }
             )
         )
         submit = [
-            str(BIN / "ray"), "job", "submit", "--address", address, "--",
-            str(BIN / "webtext"), "build", str(tmp_path / "build.yaml"),
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--",
+            str(BIN / "webtext"),
+            "build",
+            str(tmp_path / "build.yaml"),
         ]
         result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 from urllib.parse import unquote
 
 import pyarrow.parquet as pq
@@ -59,8 +58,17 @@ def test_non_public_literal_address_is_refused_by_the_guard(url):
         asyncio.run(AddressGuardMiddleware([]).process_request(Request(url)))
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "data:text/html,<p>secret</p>", "ftp://127.0.0.1/x",
-                                 "gopher://127.0.0.1:70/", "javascript:alert(1)", "FILE:///etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "data:text/html,<p>secret</p>",
+        "ftp://127.0.0.1/x",
+        "gopher://127.0.0.1:70/",
+        "javascript:alert(1)",
+        "FILE:///etc/passwd",
+    ],
+)
 def test_non_http_schemes_are_refused_at_harvest(url):
     with pytest.raises(InvalidURL):
         normalize_url(url, TRACKING_PARAMS)
@@ -107,9 +115,17 @@ def test_redirects_and_direct_urls_to_refused_schemes_and_addresses_never_fetch(
     """Loopback is allowed (the redirector lives there); every hop it points to is not."""
     redirector = Redirector()
     try:
-        targets = ["file:///etc/passwd", "data:text/html,<p>secret</p>", "http://0xa9fea9fe/latest/meta-data/",
-                   "http://2852039166/latest/", "http://[::a9fe:a9fe]/", "http://[::ffff:a9fe:a9fe]/", "http://0/",
-                   "http://10.0.0.1/", "ftp://127.0.0.1/"]
+        targets = [
+            "file:///etc/passwd",
+            "data:text/html,<p>secret</p>",
+            "http://0xa9fea9fe/latest/meta-data/",
+            "http://2852039166/latest/",
+            "http://[::a9fe:a9fe]/",
+            "http://[::ffff:a9fe:a9fe]/",
+            "http://0/",
+            "http://10.0.0.1/",
+            "ftp://127.0.0.1/",
+        ]
         urls = [redirector.url(t) for t in targets] + ["file:///etc/passwd", "data:text/html,<p>secret</p>"]
         stats, pages = crawl(tmp_path, urls, ["127.0.0.0/8"])
     finally:
@@ -126,8 +142,13 @@ def test_redirects_and_direct_urls_to_refused_schemes_and_addresses_never_fetch(
 def test_crawl_input_with_non_http_schemes_is_refused_by_scheme(tmp_path, local_ray):
     """`webtext crawl` takes a user's URL list as it is: a scheme other than http(s) must never be
     fetched, whatever its host resolves to (Scrapy has file, data, ftp and s3 handlers)."""
-    urls = ["file://8.8.8.8/etc/passwd", "file://localhost/etc/passwd", "data://8.8.8.8/,hello",
-            "s3://8.8.8.8/bucket/key", "ftp://8.8.8.8/x"]
+    urls = [
+        "file://8.8.8.8/etc/passwd",
+        "file://localhost/etc/passwd",
+        "data://8.8.8.8/,hello",
+        "s3://8.8.8.8/bucket/key",
+        "ftp://8.8.8.8/x",
+    ]
     stats, pages = crawl(tmp_path, urls, [])
     assert stats.input == len(pages) == len(urls)
     for page in pages:

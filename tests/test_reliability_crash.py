@@ -51,15 +51,19 @@ SETTLE_S = 20.0
 
 def write_config(folder: Path, out_dir: str, dump: Path, evalset: Path) -> Path:
     path = folder / f"{out_dir}.yaml"
-    path.write_text(yaml.safe_dump({
-        "dumps": [str(dump)],
-        "out_dir": out_dir,
-        "ray": {"num_cpus": 2, "object_store_memory_mb": 128},
-        "harvest": {"buckets": 8},  # several merge tasks, so the merge step lasts long enough to be cut
-        "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 5.0, "retries": 0, "autothrottle": False},
-        "decontaminate": {"evalsets": [str(evalset)]},
-        "shards": {"max_rows_per_shard": 4},  # several shard files, so shard writing has steps to cut
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "dumps": [str(dump)],
+                "out_dir": out_dir,
+                "ray": {"num_cpus": 2, "object_store_memory_mb": 128},
+                "harvest": {"buckets": 8},  # several merge tasks, so the merge step lasts long enough to be cut
+                "crawl": {"allowed_networks": ["127.0.0.0/8"], "timeout_s": 5.0, "retries": 0, "autothrottle": False},
+                "decontaminate": {"evalsets": [str(evalset)]},
+                "shards": {"max_rows_per_shard": 4},  # several shard files, so shard writing has steps to cut
+            }
+        )
+    )
     return path
 
 
@@ -83,7 +87,9 @@ def documents(out: Path) -> dict[str, str]:
 
 def funnel(out: Path) -> list[dict]:
     """Every stage's counts from the manifest (wall time aside)."""
-    return [{k: v for k, v in stage.items() if k != "seconds"} for stage in read_manifest(str(out / "shards"))["funnel"]]
+    return [
+        {k: v for k, v in stage.items() if k != "seconds"} for stage in read_manifest(str(out / "shards"))["funnel"]
+    ]
 
 
 def something_written(folder: Path) -> bool:
@@ -107,7 +113,9 @@ def kill_during(config: Path, out: Path, stage: str, env: dict) -> tuple[bool, i
     returns whether the stage was still unfinished after the kill, and how many of the build's own
     processes outlived it (they are killed here, by PID)."""
     log = open(out.parent / f"{out.name}-{stage}.log", "w")
-    build = subprocess.Popen([str(BIN / "webtext"), "build", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    build = subprocess.Popen(
+        [str(BIN / "webtext"), "build", str(config)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     folder, marker = out / stage, out / stage / MARKER
     descendants: dict[int, psutil.Process] = {}
     seen, scanned = None, 0.0
@@ -188,8 +196,12 @@ def test_kill_during_every_stage_then_rerun_gives_the_uninterrupted_corpus(demo)
             assert set(times) == set(earlier), f"{stage}: killed with steps {sorted(times)} finished"
             steps[stage] = times
         partial = out / stage
-        record.append((stage, len(list(partial.rglob("*.tmp"))), len([f for f in partial.rglob("*") if f.is_file()]), survivors))
-    final = subprocess.run([str(BIN / "webtext"), "build", str(config)], env=joined, capture_output=True, text=True, timeout=600)
+        record.append(
+            (stage, len(list(partial.rglob("*.tmp"))), len([f for f in partial.rglob("*") if f.is_file()]), survivors)
+        )
+    final = subprocess.run(
+        [str(BIN / "webtext"), "build", str(config)], env=joined, capture_output=True, text=True, timeout=600
+    )
     assert final.returncode == 0, final.stdout[-2000:] + final.stderr[-2000:]
     assert {s: markers(out)[s] for s in finished} == finished
     assert {s: step_times(out, "shards")[s] for s in LATE_STEP["shards"][1]} == steps["shards"]

@@ -63,7 +63,9 @@ def test_out_of_range_config_value_names_file_and_key(tmp_path, capsys, section,
     one_line_error(capsys, ["build", str(config)], str(config), key)
 
 
-@pytest.mark.parametrize("text", ["dumps: [a\n", "- just\n- a list\n", "\x00\x01binary"], ids=["yaml", "list", "binary"])
+@pytest.mark.parametrize(
+    "text", ["dumps: [a\n", "- just\n- a list\n", "\x00\x01binary"], ids=["yaml", "list", "binary"]
+)
 def test_unparseable_config_names_the_file(tmp_path, capsys, text):
     config = tmp_path / "build.yaml"
     config.write_text(text)
@@ -76,8 +78,11 @@ def test_missing_config_names_the_file(tmp_path, capsys):
 
 def test_bad_cidr_flag_names_the_value(tmp_path, capsys, local_ray):
     (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/a\n")
-    line = one_line_error(capsys, ["crawl", str(tmp_path / "urls.txt"), "--out", str(tmp_path / "pages"),
-                                   "--allow-network", "not-a-cidr"], "not-a-cidr")
+    line = one_line_error(
+        capsys,
+        ["crawl", str(tmp_path / "urls.txt"), "--out", str(tmp_path / "pages"), "--allow-network", "not-a-cidr"],
+        "not-a-cidr",
+    )
     assert "allowed_networks" in line
 
 
@@ -98,8 +103,16 @@ def bad_dumps(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "not_zst": ("RS_text.zst", b'{"id": "a"}\n' * 10, "corrupt"),
         "empty_zst": ("RS_empty.zst", b"", "empty"),
         "empty_jsonl": ("RS_empty.jsonl", b"", "empty"),
-        "truncated_gz": ("RS_cut.gz", gzip.compress(b'{"id": "a", "url": "https://a.example/"}\n' * 5000)[:300], "ends early"),
-        "cut_last_line": ("RS_cut.jsonl", b'{"id": "a", "url": "https://a.example/", "score": 5}\n{"id": "b", "ur', "ends early"),
+        "truncated_gz": (
+            "RS_cut.gz",
+            gzip.compress(b'{"id": "a", "url": "https://a.example/"}\n' * 5000)[:300],
+            "ends early",
+        ),
+        "cut_last_line": (
+            "RS_cut.jsonl",
+            b'{"id": "a", "url": "https://a.example/", "score": 5}\n{"id": "b", "ur',
+            "ends early",
+        ),
     }
     out = {}
     for name, (filename, payload, needle) in cases.items():
@@ -155,18 +168,27 @@ def test_bad_parquet_inputs_name_the_file_and_column(tmp_path, capsys, local_ray
         pq.write_table(table, tmp_path / name)
         one_line_error(capsys, ["extract", str(tmp_path / name), "--out", str(tmp_path / f"o-{name}")], name, needle)
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1" + b"\x00" * 100 + b"PAR1")
-    one_line_error(capsys, ["extract", str(tmp_path / "corrupt.parquet"), "--out", str(tmp_path / "o-c")], "corrupt.parquet")
+    one_line_error(
+        capsys, ["extract", str(tmp_path / "corrupt.parquet"), "--out", str(tmp_path / "o-c")], "corrupt.parquet"
+    )
     (tmp_path / "zero.parquet").write_bytes(b"")
     one_line_error(capsys, ["dedup", str(tmp_path / "zero.parquet"), "--out", str(tmp_path / "o-z")], "zero.parquet")
 
 
 def test_nulls_in_required_columns_are_counted_skips(tmp_path, capsys, local_ray):
     html = b"<html><body><p>" + b"Word " * 200 + b"</p></body></html>"
-    pq.write_table(pa.table({
-        "url": pa.array(["https://a.example/1", None, "https://a.example/3", "not a url"], pa.string()),
-        "html": pa.array([html, html, None, html], pa.binary()),
-    }), tmp_path / "pages.parquet")
-    assert main(["extract", str(tmp_path / "pages.parquet"), "--out", str(tmp_path / "docs")]) == 0, capsys.readouterr().err
+    pq.write_table(
+        pa.table(
+            {
+                "url": pa.array(["https://a.example/1", None, "https://a.example/3", "not a url"], pa.string()),
+                "html": pa.array([html, html, None, html], pa.binary()),
+            }
+        ),
+        tmp_path / "pages.parquet",
+    )
+    assert main(["extract", str(tmp_path / "pages.parquet"), "--out", str(tmp_path / "docs")]) == 0, (
+        capsys.readouterr().err
+    )
     stats = json.loads((tmp_path / "docs" / "_stats.json").read_text())
     assert stats["input"] == 4 == stats["output"] + sum(stats["dropped"].values())
     docs = pq.read_table(tmp_path / "docs")
@@ -174,8 +196,15 @@ def test_nulls_in_required_columns_are_counted_skips(tmp_path, capsys, local_ray
 
 
 def test_null_ids_and_texts_in_dedup_input_are_a_counted_skip_or_name_the_file(tmp_path, capsys, local_ray):
-    pq.write_table(pa.table({"id": pa.array(["x", None, "z"], pa.string()), "text": pa.array(["one two three four five six", "a b c d e f", None])}),
-                   tmp_path / "docs.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(["x", None, "z"], pa.string()),
+                "text": pa.array(["one two three four five six", "a b c d e f", None]),
+            }
+        ),
+        tmp_path / "docs.parquet",
+    )
     code = main(["dedup", str(tmp_path / "docs.parquet"), "--out", str(tmp_path / "deduped")])
     err = capsys.readouterr().err
     if code == 0:  # a counted skip
@@ -183,11 +212,15 @@ def test_null_ids_and_texts_in_dedup_input_are_a_counted_skip_or_name_the_file(t
         assert stats["input"] == 3 == stats["output"] + sum(stats["dropped"].values())
         assert None not in pq.read_table(tmp_path / "deduped").column("id").to_pylist()
     else:  # or a one-line error naming the file
-        assert code == 2 and "docs.parquet: column 'id' has 1 null value(s)" in err and "Traceback" not in err, err[-2000:]
+        assert code == 2 and "docs.parquet: column 'id' has 1 null value(s)" in err and "Traceback" not in err, err[
+            -2000:
+        ]
 
 
 def test_empty_inputs_give_empty_outputs(tmp_path, capsys, local_ray):
-    pq.write_table(pa.table({"url": pa.array([], pa.string()), "html": pa.array([], pa.binary())}), tmp_path / "pages.parquet")
+    pq.write_table(
+        pa.table({"url": pa.array([], pa.string()), "html": pa.array([], pa.binary())}), tmp_path / "pages.parquet"
+    )
     assert main(["extract", str(tmp_path / "pages.parquet"), "--out", str(tmp_path / "docs")]) == 0
     assert main(["dedup", str(tmp_path / "docs"), "--out", str(tmp_path / "deduped")]) == 0
     assert main(["shards", str(tmp_path / "deduped"), "--out", str(tmp_path / "shards")]) == 0
@@ -196,12 +229,20 @@ def test_empty_inputs_give_empty_outputs(tmp_path, capsys, local_ray):
 
 
 def test_a_build_whose_dump_yields_no_url_writes_an_empty_corpus(tmp_path, capsys, local_ray):
-    records = [{"id": f"s{i}", "url": f"https://www.reddit.com/r/x/{i}", "is_self": True, "score": 9} for i in range(20)]
+    records = [
+        {"id": f"s{i}", "url": f"https://www.reddit.com/r/x/{i}", "is_self": True, "score": 9} for i in range(20)
+    ]
     (tmp_path / "RS_self.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "evalset.txt").write_text("an eval passage with more than eight words in it for the filter\n")
-    (tmp_path / "build.yaml").write_text(yaml.safe_dump({
-        "dumps": ["RS_self.jsonl"], "out_dir": "out", "decontaminate": {"evalsets": ["evalset.txt"]},
-    }))
+    (tmp_path / "build.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "dumps": ["RS_self.jsonl"],
+                "out_dir": "out",
+                "decontaminate": {"evalsets": ["evalset.txt"]},
+            }
+        )
+    )
     assert main(["build", str(tmp_path / "build.yaml")]) == 0, capsys.readouterr().err[-2000:]
     manifest = read_manifest(str(tmp_path / "out" / "shards"))
     assert manifest["documents"] == 0

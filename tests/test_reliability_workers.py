@@ -50,8 +50,12 @@ def dying_rule(config: dict):
 
 
 MAP_STAGE = Stage(
-    name="toy", unit="documents", required={"id": pa.string(), "text": pa.string()}, output=SCHEMA,
-    setup=dying_rule, resources=Resources(batch_size=50),
+    name="toy",
+    unit="documents",
+    required={"id": pa.string(), "text": pa.string()},
+    output=SCHEMA,
+    setup=dying_rule,
+    resources=Resources(batch_size=50),
 )
 
 
@@ -119,7 +123,10 @@ def copied(ctx: StepContext, results: list[dict]) -> None:
 
 
 STEPS_STAGE = Stage(
-    name="toysteps", unit="documents", required={}, output=SCHEMA,
+    name="toysteps",
+    unit="documents",
+    required={},
+    output=SCHEMA,
     steps=(Step("copy", copy_file, copies, copied, Resources(num_cpus=1)),),
 )
 
@@ -142,7 +149,9 @@ def test_step_worker_killed_from_outside_is_retried(tmp_path, local_ray):
 
     def stage():
         try:
-            outcome["stats"] = run_stage(STEPS_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": -1, "marker": None, "pause": 3.0})
+            outcome["stats"] = run_stage(
+                STEPS_STAGE, [str(inputs)], str(tmp_path / "hit"), {"victim": -1, "marker": None, "pause": 3.0}
+            )
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             outcome["error"] = exc
 
@@ -165,7 +174,6 @@ def test_step_worker_killed_from_outside_is_retried(tmp_path, local_ray):
     assert "error" not in outcome, outcome.get("error")
     assert counts(outcome["stats"]) == counts(clean)
     assert rows_of(tmp_path / "hit") == rows_of(tmp_path / "clean")
-
 
 
 def _grandparent(process: psutil.Process) -> int | None:

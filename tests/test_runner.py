@@ -38,8 +38,12 @@ def losing_rule(config):
 
 def toy(setup=short_text_rule) -> Stage:
     return Stage(
-        name="toy", unit="documents", required={"id": pa.string(), "text": pa.string()}, output=OUTPUT,
-        optional={"karma": (pa.int64(), constant_default(0, pa.int64()))}, setup=setup,
+        name="toy",
+        unit="documents",
+        required={"id": pa.string(), "text": pa.string()},
+        output=OUTPUT,
+        optional={"karma": (pa.int64(), constant_default(0, pa.int64()))},
+        setup=setup,
         resources=Resources(batch_size=64),
     )
 
@@ -78,7 +82,9 @@ def test_foreign_input_errors_name_the_file(tmp_path, local_ray):
     with pytest.raises(InputError, match=r"missing\.parquet: missing required column 'text'"):
         run_stage(toy(), [str(tmp_path / "missing.parquet")], str(tmp_path / "o1"), {"min": 1})
     pq.write_table(pa.table({"id": ["a"], "text": [[1, 2]]}), tmp_path / "typed.parquet")
-    with pytest.raises(InputError, match=r"typed\.parquet: column 'text' is list<\w+: int64>, the toy stage needs string"):
+    with pytest.raises(
+        InputError, match=r"typed\.parquet: column 'text' is list<\w+: int64>, the toy stage needs string"
+    ):
         run_stage(toy(), [str(tmp_path / "typed.parquet")], str(tmp_path / "o2"), {"min": 1})
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(InputError, match=r"junk\.parquet: cannot read Parquet input"):
@@ -88,7 +94,9 @@ def test_foreign_input_errors_name_the_file(tmp_path, local_ray):
 
 
 def test_empty_input_gives_an_empty_output(tmp_path, local_ray):
-    pq.write_table(pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    pq.write_table(
+        pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), tmp_path / "empty.parquet"
+    )
     stats = run_stage(toy(), [str(tmp_path / "empty.parquet")], str(tmp_path / "out"), {"min": 1})
     assert (stats.input, stats.output) == (0, 0)
     assert pq.read_table(tmp_path / "out").schema.names == OUTPUT.names
@@ -103,7 +111,9 @@ def test_completion_marker_skips_unchanged_and_reruns_changed(tmp_path, local_ra
     mtime = storage.info(part).mtime_ns
     again = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 3, "max_error_fraction": 0.05})
     assert again.to_dict() == first.to_dict() and storage.info(part).mtime_ns == mtime  # skipped
-    changed = run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5, "max_error_fraction": 0.05})  # config changed: rerun
+    changed = run_stage(
+        toy(), [str(tmp_path / "in")], out, {"min": 5, "max_error_fraction": 0.05}
+    )  # config changed: rerun
     assert changed.dropped["too_short"] > first.dropped["too_short"]
     write_docs(tmp_path / "in", n=60, files=1)  # input changed: rerun
     assert run_stage(toy(), [str(tmp_path / "in")], out, {"min": 5, "max_error_fraction": 0.05}).input == 60
@@ -143,7 +153,10 @@ def test_an_error_inside_ray_is_one_line_naming_the_stage_and_file(tmp_path, loc
     with pytest.raises(BugError) as caught:  # any other ValueError is a bug: exit 1, with its traceback
         run_stage(toy(bad_setup), [str(tmp_path / "in")], str(tmp_path / "o2"), ValueError)
     log = tmp_path / "o2" / "_errors.log"
-    assert str(caught.value) == f"toy: {tmp_path}/in/docs-0.parquet: ValueError: model file /models/lid.bin is missing (traceback in {log})"
+    assert (
+        str(caught.value)
+        == f"toy: {tmp_path}/in/docs-0.parquet: ValueError: model file /models/lid.bin is missing (traceback in {log})"
+    )
     assert "in bad_setup" in log.read_text()  # the worker's traceback
     assert not (tmp_path / "o2" / "_COMPLETE.json").exists()
 
@@ -165,7 +178,9 @@ def test_one_input_file_is_mapped_by_every_cpu(tmp_path, local_ray):
     """A Parquet file is one read task and the map is fused into it: a lone file must still be split
     into several map tasks, or one CPU does all the work (whether they overlap depends on free CPUs)."""
     (tmp_path / "in").mkdir()
-    pq.write_table(pa.table({"id": [str(i) for i in range(800)], "text": ["some text"] * 800}), tmp_path / "in" / "one.parquet")
+    pq.write_table(
+        pa.table({"id": [str(i) for i in range(800)], "text": ["some text"] * 800}), tmp_path / "in" / "one.parquet"
+    )
     log = tmp_path / "tasks"
     stats = run_stage(toy(task_logging_rule), [str(tmp_path / "in")], str(tmp_path / "out"), {"log": str(log)})
     assert stats.output == 800
@@ -227,8 +242,14 @@ def test_address_local_starts_the_same_embedded_ray():
     from pathlib import Path
 
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_worker_niceness")}
-    out = subprocess.run([sys.executable, "-c", LOCAL_RAY], capture_output=True, text=True, timeout=120,
-                         cwd=Path(__file__).resolve().parents[1], env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", LOCAL_RAY],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     worker_nice, driver_nice, cpus = map(int, out.stdout.split()[-3:])
     assert worker_nice == driver_nice and cpus == 1
@@ -270,7 +291,10 @@ def step_tasks(name: str, previous: str | None):
         fail = last and ctx.context.get("fail", False)  # the step's first task writes its part, the others fail
         calls = str(ctx.context["calls"] / name)
         attempt = ctx.context["attempt"]
-        return [Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, attempt, fail and i > 0) for i, s in enumerate(sources)]
+        return [
+            Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, attempt, fail and i > 0)
+            for i, s in enumerate(sources)
+        ]
 
     return tasks
 
@@ -287,7 +311,10 @@ def counted(name: str):
 
 NUMBERS = pa.schema([("n", pa.int64())])
 STEPPED = Stage(
-    name="stepped", unit="numbers", required={"n": pa.int64()}, output=NUMBERS,
+    name="stepped",
+    unit="numbers",
+    required={"n": pa.int64()},
+    output=NUMBERS,
     steps=(
         Step("first", add_one, step_tasks("first", None), counted("first")),
         Step("second", add_one, step_tasks("second", "first"), counted("second")),
@@ -309,10 +336,14 @@ def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_ste
     (tmp_path / "calls").mkdir()
     (tmp_path / "calls-clean").mkdir()
     out = tmp_path / "out"
-    clean = run_stage(STEPPED, [str(inputs)], str(tmp_path / "clean"), {}, context={"calls": tmp_path / "calls-clean", "attempt": 0})
+    clean = run_stage(
+        STEPPED, [str(inputs)], str(tmp_path / "clean"), {}, context={"calls": tmp_path / "calls-clean", "attempt": 0}
+    )
 
     with pytest.raises(runner.StageError, match="stepped: .*killed in the last step"):
-        run_stage(STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 1, "fail": True})
+        run_stage(
+            STEPPED, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 1, "fail": True}
+        )
     assert calls(tmp_path / "calls", 1)["second"] == 3
     marked = {s: json.loads((out / "_scratch" / s / MARKER).read_text()) for s in ("first", "second")}
     assert not (out / "_scratch" / "third" / MARKER).exists() and list(out.glob("part-*.parquet"))  # partial

@@ -12,12 +12,12 @@ import pydantic
 import pytest
 import yaml
 
+from webtext.cli import main
 from webtext.core import runner, storage
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import check_manifest
 from webtext.core.runner import run_stage
 from webtext.core.schemas import SCHEMA_VERSION, SHARD
-from webtext.cli import main
 from webtext.shards import SHARDS, read_manifest, sha256_file
 from webtext.shards.inspect import inspect_shards
 from webtext.shards.validate import validate
@@ -34,11 +34,19 @@ def documents(n: int, seed: int = 0, start: int = 0) -> pa.Table:
     for i in range(start, start + n):
         url = f"https://{DOMAINS[i % len(DOMAINS)]}/article/{i}"
         words = [rng.choice(WORDS) for _ in range(rng.randint(5, 400))]
-        rows.append({
-            "id": hashlib.sha256(url.encode()).hexdigest()[:32], "url": url, "domain": DOMAINS[i % len(DOMAINS)],
-            "subreddits": [SUBREDDITS[i % len(SUBREDDITS)]], "created_utc": 1117584000 + i * 86400 * 3,
-            "text": " ".join(words), "title": f"title {i}", "n_words": len(words), "n_tokens": len(words) + 1,
-        })
+        rows.append(
+            {
+                "id": hashlib.sha256(url.encode()).hexdigest()[:32],
+                "url": url,
+                "domain": DOMAINS[i % len(DOMAINS)],
+                "subreddits": [SUBREDDITS[i % len(SUBREDDITS)]],
+                "created_utc": 1117584000 + i * 86400 * 3,
+                "text": " ".join(words),
+                "title": f"title {i}",
+                "n_words": len(words),
+                "n_tokens": len(words) + 1,
+            }
+        )
     return pa.Table.from_pylist(rows)
 
 
@@ -64,7 +72,9 @@ def test_shards_are_bounded_sorted_complete_and_listed_in_the_manifest(docs, tmp
     entries = manifest["shards"]
     assert manifest["documents"] == 600 == sum(e["rows"] for e in entries)
     assert len(entries) >= 600 / 50
-    assert [e["file"] for e in entries] == [f"data/shard-{i:05d}-of-{len(entries):05d}.parquet" for i in range(len(entries))]
+    assert [e["file"] for e in entries] == [
+        f"data/shard-{i:05d}-of-{len(entries):05d}.parquet" for i in range(len(entries))
+    ]
     ids = []
     for entry in entries:
         path = tmp_path / "shards" / entry["file"]
@@ -97,7 +107,9 @@ def test_same_inputs_give_the_same_files_bit_for_bit(docs, tmp_path, local_ray):
     pq.write_table(shuffled.slice(0, 250), other / "x.parquet")
     pq.write_table(shuffled.slice(250), other / "y.parquet")
     second = build(other, tmp_path / "b", max_rows_per_shard=120, row_group_rows=40)
-    assert [(e["file"], e["rows"], e["sha256"]) for e in first["shards"]] == [(e["file"], e["rows"], e["sha256"]) for e in second["shards"]]
+    assert [(e["file"], e["rows"], e["sha256"]) for e in first["shards"]] == [
+        (e["file"], e["rows"], e["sha256"]) for e in second["shards"]
+    ]
 
 
 def test_duplicate_ids_are_dropped_and_counted(tmp_path, local_ray):
@@ -148,9 +160,18 @@ def test_dataset_card_describes_the_build(docs, tmp_path, local_ray):
     manifest = build(docs, tmp_path / "shards", max_rows_per_shard=1000)
     card = (tmp_path / "shards" / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
-    assert header["configs"] == [{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}]
+    assert header["configs"] == [
+        {"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}
+    ]
     assert header["size_categories"] == ["n<1K"]
-    for heading in ("## Sources", "## Funnel", "## Schema", "## What was removed and why", "## Decontamination", "## Known limitations"):
+    for heading in (
+        "## Sources",
+        "## Funnel",
+        "## Schema",
+        "## What was removed and why",
+        "## Decontamination",
+        "## Known limitations",
+    ):
         assert heading in card
     assert f"{manifest['documents']:,} documents" in card and "| example.com | 120 |" in card
     assert "| `eval_ngram_matches` |" in card
@@ -162,12 +183,40 @@ def test_card_reports_upstream_drops_and_decontamination(tmp_path, local_ray):
     upstream.mkdir()
     pq.write_table(documents(20), upstream / "part-00000.parquet")
     funnel = [
-        {"stage": "dedup", "unit": "documents", "input": 30, "output": 25, "dropped": {"near_duplicate": 5}, "outcomes": {}, "seconds": 1},
-        {"stage": "decontaminate", "unit": "documents", "input": 25, "output": 20, "dropped": {"contaminated": 5}, "outcomes": {}, "seconds": 1},
+        {
+            "stage": "dedup",
+            "unit": "documents",
+            "input": 30,
+            "output": 25,
+            "dropped": {"near_duplicate": 5},
+            "outcomes": {},
+            "seconds": 1,
+        },
+        {
+            "stage": "decontaminate",
+            "unit": "documents",
+            "input": 25,
+            "output": 20,
+            "dropped": {"contaminated": 5},
+            "outcomes": {},
+            "seconds": 1,
+        },
     ]
-    storage.write_json(str(upstream / "_COMPLETE.json"), {"stage": "decontaminate", "fingerprint": "x", "funnel": funnel})
-    storage.write_json(str(upstream / "_overlap.json"), {"corpus": str(upstream), "documents": 25, "ngram": 8, "sets": {
-        "wikitext-2": {"ngrams": 1000, "found": 12, "percent": 1.2}, "lambada": {"ngrams": 500, "found": 1, "percent": 0.2}}})
+    storage.write_json(
+        str(upstream / "_COMPLETE.json"), {"stage": "decontaminate", "fingerprint": "x", "funnel": funnel}
+    )
+    storage.write_json(
+        str(upstream / "_overlap.json"),
+        {
+            "corpus": str(upstream),
+            "documents": 25,
+            "ngram": 8,
+            "sets": {
+                "wikitext-2": {"ngrams": 1000, "found": 12, "percent": 1.2},
+                "lambada": {"ngrams": 500, "found": 1, "percent": 0.2},
+            },
+        },
+    )
     manifest = build(upstream, tmp_path / "shards")
     assert [s["stage"] for s in manifest["funnel"]] == ["dedup", "decontaminate", "shards"]
     card = (tmp_path / "shards" / "README.md").read_text()

@@ -23,12 +23,21 @@ def write_shards(folder, docs_per_shard=30, shards=2, seed=0):
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for s in range(shards):
-        texts = [f"Document {s}-{i}. " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 120))) for i in range(docs_per_shard)]
-        pq.write_table(pa.table({"id": [f"{s}-{i}" for i in range(docs_per_shard)], "text": texts}), folder / f"shard-{s:05d}.parquet", row_group_size=7)
+        texts = [
+            f"Document {s}-{i}. " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 120)))
+            for i in range(docs_per_shard)
+        ]
+        pq.write_table(
+            pa.table({"id": [f"{s}-{i}" for i in range(docs_per_shard)], "text": texts}),
+            folder / f"shard-{s:05d}.parquet",
+            row_group_size=7,
+        )
     return folder
 
 
-@pytest.mark.parametrize("preset, millions", [("gpt2", 124), ("gpt2-medium", 355), ("gpt2-large", 774), ("gpt2-xl", 1558)])
+@pytest.mark.parametrize(
+    "preset, millions", [("gpt2", 124), ("gpt2-medium", 355), ("gpt2-large", 774), ("gpt2-xl", 1558)]
+)
 def test_parameter_counts_match_gpt2(preset, millions):
     with torch.device("meta"):
         model = build_model(preset)
@@ -54,7 +63,10 @@ def test_gpt2_tokenizer_exact_ids():
 def test_loader_yields_only_shard_tokens_and_resumes_exactly(tmp_path):
     folder = write_shards(tmp_path / "shards")
     enc = gpt2_encoding()
-    make = lambda: PackedLoader(folder, batch_size=4, block_size=32, seed=3)
+
+    def make():
+        return PackedLoader(folder, batch_size=4, block_size=32, seed=3)
+
     reference = make()
     batches = [reference.next_batch() for _ in range(40)]  # several epochs of this small corpus
     vocabulary = {t for text in pq.read_table(folder).column("text").to_pylist() for t in enc.encode_ordinary(text)}
@@ -86,8 +98,16 @@ def test_loader_names_a_shard_without_text(tmp_path):
 
 
 def config(tmp_path, folder, **overrides):
-    settings = dict(shards=folder, out_dir=tmp_path / "run", block_size=32, batch_size=8, max_steps=60,
-                    warmup_steps=5, log_every=10, sample_tokens=5)
+    settings = dict(
+        shards=folder,
+        out_dir=tmp_path / "run",
+        block_size=32,
+        batch_size=8,
+        max_steps=60,
+        warmup_steps=5,
+        log_every=10,
+        sample_tokens=5,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -24,13 +23,45 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_torchrun_two_ranks_two_workers_each(tmp_path):
     shards = write_shards(tmp_path / "shards", docs_per_shard=40, shards=2)
     config = tmp_path / "train.yaml"
-    config.write_text(yaml.safe_dump(dict(shards=str(shards), out_dir=str(tmp_path / "run"), block_size=16, batch_size=2,
-                                          grad_accum_steps=2, max_steps=6, warmup_steps=2, log_every=2, num_workers=2,
-                                          val_fraction=0.2, val_batches=1, trace_data=True, sample_tokens=0)))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "webtext.cli", "train", str(config)]
-    done = subprocess.run(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"),
-                          capture_output=True, text=True, timeout=500)
+    config.write_text(
+        yaml.safe_dump(
+            dict(
+                shards=str(shards),
+                out_dir=str(tmp_path / "run"),
+                block_size=16,
+                batch_size=2,
+                grad_accum_steps=2,
+                max_steps=6,
+                warmup_steps=2,
+                log_every=2,
+                num_workers=2,
+                val_fraction=0.2,
+                val_batches=1,
+                trace_data=True,
+                sample_tokens=0,
+            )
+        )
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "webtext.cli",
+        "train",
+        str(config),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=500,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 rank(s)" in done.stdout and "val loss" in done.stdout
     traces = [json.loads((tmp_path / "run" / f"data-rank{r}.json").read_text()) for r in (0, 1)]
@@ -54,7 +85,9 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     from webtext.core.config import TrainConfig
 
     shards = write_shards(tmp_path / "shards", shards=1)
-    settings = dict(shards=shards, block_size=16, max_steps=3, warmup_steps=1, log_every=1, val_fraction=0.0, sample_tokens=0)
+    settings = dict(
+        shards=shards, block_size=16, max_steps=3, warmup_steps=1, log_every=1, val_fraction=0.0, sample_tokens=0
+    )
     big = train(TrainConfig(out_dir=tmp_path / "big", batch_size=8, **settings))
     accumulated = train(TrainConfig(out_dir=tmp_path / "acc", batch_size=4, grad_accum_steps=2, **settings))
     assert [s for s, _ in big.losses] == [1, 2, 3]
@@ -72,8 +105,18 @@ def test_ray_train_two_cpu_workers(tmp_path, local_ray):
     from webtext.core.config import TrainConfig
 
     shards = write_shards(tmp_path / "shards")
-    config = TrainConfig(shards=shards, out_dir=tmp_path / "run", block_size=16, batch_size=2, max_steps=2, log_every=1,
-                         val_fraction=0.2, val_batches=1, trace_data=True, sample_tokens=0)
+    config = TrainConfig(
+        shards=shards,
+        out_dir=tmp_path / "run",
+        block_size=16,
+        batch_size=2,
+        max_steps=2,
+        log_every=1,
+        val_fraction=0.2,
+        val_batches=1,
+        trace_data=True,
+        sample_tokens=0,
+    )
     train_on_ray(config, num_workers=2)
     traces = [json.loads((tmp_path / "run" / f"data-rank{r}.json").read_text()) for r in (0, 1)]
     assert traces[0]["weights_sha256"] == traces[1]["weights_sha256"]

@@ -32,7 +32,10 @@ def small_model(seed=0, block_size=16):
 
 def test_wikitext_detokenizer_undoes_the_tokenization():
     raw = ' = Robert <unk> = \n Robert is an English film , television @-@ star ( born 1 @,@ 000 ) . He earned 2 @.@ 5 " stars " ; '
-    assert wikitext_detokenize(raw) == ' = Robert <unk> =\nRobert is an English film, television-star (born 1,000). He earned 2.5 "stars"; '
+    assert (
+        wikitext_detokenize(raw)
+        == ' = Robert <unk> =\nRobert is an English film, television-star (born 1,000). He earned 2.5 "stars"; '
+    )
 
 
 def test_sliding_window_perplexity_equals_full_context_when_it_fits():
@@ -95,16 +98,30 @@ def test_cli_eval_export_import(tmp_path):
     wiki = tmp_path / "wiki.tokens"
     wiki.write_text(" = Title = \n The council voted , and residents @-@ welcomed the plan . \n" * 5)
     lamb = tmp_path / "lambada.jsonl"
-    lamb.write_text("\n".join(json.dumps({"text": f"the library opened a new branch near the river {w}"}) for w in ("today", "bank")))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "webtext.cli", *a], cwd=ROOT, capture_output=True, text=True)
+    lamb.write_text(
+        "\n".join(
+            json.dumps({"text": f"the library opened a new branch near the river {w}"}) for w in ("today", "bank")
+        )
+    )
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "webtext.cli", *a], cwd=ROOT, capture_output=True, text=True)
+
     imported = run("import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "ckpt.pt"))
     assert imported.returncode == 0, imported.stderr
-    assert all(torch.equal(a, b) for a, b in zip(load_model(tmp_path / "ckpt.pt").state_dict().values(), model.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(load_model(tmp_path / "ckpt.pt").state_dict().values(), model.state_dict().values())
+    )
     done = run("eval", str(tmp_path / "ckpt.pt"), "--wikitext", str(wiki), "--ptb", str(wiki), "--lambada", str(lamb))
     assert done.returncode == 0, done.stderr
     assert "wikitext  ppl" in done.stdout and "lambada   accuracy" in done.stdout and "(2 examples)" in done.stdout
     exported = run("export-hf", str(tmp_path / "ckpt.pt"), "--out", str(tmp_path / "again"))
-    assert exported.returncode == 0 and (tmp_path / "again" / "model.safetensors").read_bytes() == (tmp_path / "hf" / "model.safetensors").read_bytes()
+    assert (
+        exported.returncode == 0
+        and (tmp_path / "again" / "model.safetensors").read_bytes()
+        == (tmp_path / "hf" / "model.safetensors").read_bytes()
+    )
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     bad = run("eval", str(tmp_path / "bad.pt"), "--wikitext", str(wiki))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "bad.pt: cannot load checkpoint" in bad.stderr
@@ -117,9 +134,13 @@ def test_training_starts_from_imported_weights_and_refuses_other_shapes(tmp_path
     from webtext.core.config import TrainConfig
 
     shards = write_shards(tmp_path / "shards", shards=1)
-    settings = dict(shards=shards, block_size=16, batch_size=2, max_steps=1, val_fraction=0.0, sample_tokens=0, log_every=1)
+    settings = dict(
+        shards=shards, block_size=16, batch_size=2, max_steps=1, val_fraction=0.0, sample_tokens=0, log_every=1
+    )
     torch.manual_seed(5)
-    save_hf(GPT(GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=64)), tmp_path / "tiny-hf")  # the tiny preset's shape
+    save_hf(
+        GPT(GPTConfig(block_size=16, n_layer=2, n_head=2, n_embd=64)), tmp_path / "tiny-hf"
+    )  # the tiny preset's shape
     import_hf(tmp_path / "tiny-hf", tmp_path / "a" / "ckpt.pt")
     imported = load_model(tmp_path / "a" / "ckpt.pt")
     result = train(TrainConfig(out_dir=tmp_path / "a", **settings))

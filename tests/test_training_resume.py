@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import os
 import signal
@@ -12,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -19,14 +18,31 @@ from tests.test_training import write_shards
 from training.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = dict(block_size=16, batch_size=4, max_steps=40, warmup_steps=4, log_every=1, checkpoint_every=5,
-                val_fraction=0.2, val_every=10, val_batches=2, sample_tokens=0)
+SETTINGS = dict(
+    block_size=16,
+    batch_size=4,
+    max_steps=40,
+    warmup_steps=4,
+    log_every=1,
+    checkpoint_every=5,
+    val_fraction=0.2,
+    val_every=10,
+    val_batches=2,
+    sample_tokens=0,
+)
 
 
 def webtext(*args, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "webtext.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "webtext.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def write_config(folder: Path, shards: Path) -> Path:
@@ -64,7 +80,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_curve(tmp_path):
     assert reference.wait(timeout=300) == 0
     expected, got = records(tmp_path / "a" / "run"), records(tmp_path / "b" / "run")
     assert [r["step"] for r in expected if "loss" in r] == list(range(1, 41))
-    drop = lambda rs: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]
+
+    def drop(rs):
+        return [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rs]
+
     assert drop(got) == drop(expected)  # every training and validation loss, step for step
     a = load_checkpoint(tmp_path / "a" / "run" / "ckpt.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "run" / "ckpt.pt")["model"]
@@ -91,14 +110,27 @@ def test_token_shards_checkpoints_and_metrics_on_s3(tmp_path, s3_server):
 
     base = f"{s3_server}/{tmp_path.name}"
     tokenize_shards(write_shards(tmp_path / "shards", shards=1), f"{base}/tokens", workers=1)
-    config = TrainConfig(shards=f"{base}/tokens", out_dir=f"{base}/run", block_size=16, batch_size=4, max_steps=8,
-                         warmup_steps=2, log_every=1, checkpoint_every=3, val_fraction=0.0, sample_tokens=0)
+    config = TrainConfig(
+        shards=f"{base}/tokens",
+        out_dir=f"{base}/run",
+        block_size=16,
+        batch_size=4,
+        max_steps=8,
+        warmup_steps=2,
+        log_every=1,
+        checkpoint_every=3,
+        val_fraction=0.0,
+        sample_tokens=0,
+    )
     whole = train(config.model_copy(update={"out_dir": f"{base}/whole"}))
     train(config, stop_at=5)
     assert load_checkpoint(f"{base}/run/ckpt.pt")["step"] == 5
     resumed = train(config)
     assert resumed.losses == whole.losses[5:]
-    read = lambda run: [json.loads(line)["loss"] for line in storage.read_text(f"{base}/{run}/metrics.jsonl").splitlines()]
+
+    def read(run):
+        return [json.loads(line)["loss"] for line in storage.read_text(f"{base}/{run}/metrics.jsonl").splitlines()]
+
     assert read("run") == read("whole") == [loss for _, loss in whole.losses]
     a, b = load_checkpoint(f"{base}/whole/ckpt.pt")["model"], load_checkpoint(f"{base}/run/ckpt.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

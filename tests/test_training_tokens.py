@@ -31,7 +31,10 @@ def test_token_shards_give_the_parquet_loaders_batches(tmp_path, split):
     assert index["tokens"] == sum(len(enc.encode_ordinary(t)) + 1 for t in texts)
     raw = np.fromfile(tmp_path / "tokens" / "tokens-00000.bin", dtype=np.uint16)
     assert raw[-1] == EOT and enc.decode(raw[: list(raw).index(EOT)].tolist()) == texts[0]
-    make = lambda location: PackedLoader(location, 3, 24, seed=5, rank=1, world_size=2, split=split, val_fraction=0.3)
+
+    def make(location):
+        return PackedLoader(location, 3, 24, seed=5, rank=1, world_size=2, split=split, val_fraction=0.3)
+
     from_parquet, from_tokens = batches(make(folder), 25), batches(make(tmp_path / "tokens"), 25)
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(from_parquet, from_tokens))
     loader = make(tmp_path / "tokens")
@@ -57,8 +60,15 @@ def make_manifest_folder(tmp_path):
     folder = tmp_path / "built"
     write_shards(folder / "data")
     shards = sorted((folder / "data").glob("*.parquet"))
-    entries = [{"file": f"data/{p.name}", "rows": 30, "bytes": p.stat().st_size,
-                "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in shards]
+    entries = [
+        {
+            "file": f"data/{p.name}",
+            "rows": 30,
+            "bytes": p.stat().st_size,
+            "sha256": hashlib.sha256(p.read_bytes()).hexdigest(),
+        }
+        for p in shards
+    ]
     (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION, "shards": entries}))
     return folder
 

@@ -1,12 +1,10 @@
-from crawler.harvest import SubmissionFilter
-from crawler.urls import InvalidURL, UrlNormalizer, normalize_url, registered_domain
-from webtext.core.config import HarvestConfig
-from webtext.core.ids import url_id
-from webtext.core.config import TRACKING_PARAMS
-
 import pytest
 
+from crawler.harvest import SubmissionFilter
+from crawler.urls import InvalidURL, UrlNormalizer, normalize_url, registered_domain
 from tests.conftest import SHARED
+from webtext.core.config import TRACKING_PARAMS, HarvestConfig
+from webtext.core.ids import url_id
 
 
 @pytest.fixture
@@ -33,7 +31,9 @@ def test_normalize_url(raw, expected):
     assert normalize_url(raw, TRACKING_PARAMS) == expected
 
 
-@pytest.mark.parametrize("raw", ["ftp://example.com/file", "/r/programming/comments/abc", "javascript:alert(1)", "http://"])
+@pytest.mark.parametrize(
+    "raw", ["ftp://example.com/file", "/r/programming/comments/abc", "javascript:alert(1)", "http://"]
+)
 def test_normalize_url_rejects_non_pages(raw):
     with pytest.raises(InvalidURL):
         normalize_url(raw, TRACKING_PARAMS)
@@ -47,7 +47,9 @@ def test_registered_domain_uses_public_suffixes_offline():
 
 
 def test_host_lists_match_domain_and_subdomains_only():
-    keep = SubmissionFilter(HarvestConfig(reddit_domains=["redd.it"], wikipedia_domains=["wikipedia.org"], media_domains=["redd.it"]))
+    keep = SubmissionFilter(
+        HarvestConfig(reddit_domains=["redd.it"], wikipedia_domains=["wikipedia.org"], media_domains=["redd.it"])
+    )
     assert keep.host_class("en.wikipedia.org")[0] == "wikipedia"
     assert keep.host_class("wikipedia.org")[0] == "wikipedia"
     assert keep.host_class("i.redd.it")[0] == "reddit_link"  # in two lists: the first reason wins
@@ -66,20 +68,82 @@ def tricky_urls() -> list[str]:
     dot segments, empty and repeated parameters, tracking parameters, fragments, HTML escapes)."""
     schemes = ["http", "https", "HTTP", "hTTps", "ftp"]
     hosts = [
-        "example.com", "Example.COM", "www.bbc.co.uk", "a-b.example.org", "-bad.example.com", "bad-.example.com",
-        "xn--bcher-kva.example", "bücher.example", "EXAMPLE.com.", "ex_ample.com", "ab--cd.example", "127.0.0.1",
-        "[::1]", "user:pw@example.com", "a" * 64 + ".com", "xn--ls8h.la", "ＥＸＡＭＰＬＥ.com", "example.com..", "1.2.3",
+        "example.com",
+        "Example.COM",
+        "www.bbc.co.uk",
+        "a-b.example.org",
+        "-bad.example.com",
+        "bad-.example.com",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "EXAMPLE.com.",
+        "ex_ample.com",
+        "ab--cd.example",
+        "127.0.0.1",
+        "[::1]",
+        "user:pw@example.com",
+        "a" * 64 + ".com",
+        "xn--ls8h.la",
+        "ＥＸＡＭＰＬＥ.com",
+        "example.com..",
+        "1.2.3",
     ]
     ports = ["", ":80", ":443", ":8080", ":080", ":99999", ":"]
     paths = [
-        "", "/", "/a/b", "/a/./b", "/a/../b", "//a", "/a//b/", "/%7Euser", "/%7euser/x", "/a%2Fb", "/caf%C3%A9",
-        "/café", "/a b", "/a+b", "/(x)", "/a;p=1", "/a:b@c", "/~x", "/%41", "/a/.", "/a/..", "/.well-known/x",
-        "/a%20b", "/[x]", "/x.PDF", '/a"b', "/a|b", "/%",
+        "",
+        "/",
+        "/a/b",
+        "/a/./b",
+        "/a/../b",
+        "//a",
+        "/a//b/",
+        "/%7Euser",
+        "/%7euser/x",
+        "/a%2Fb",
+        "/caf%C3%A9",
+        "/café",
+        "/a b",
+        "/a+b",
+        "/(x)",
+        "/a;p=1",
+        "/a:b@c",
+        "/~x",
+        "/%41",
+        "/a/.",
+        "/a/..",
+        "/.well-known/x",
+        "/a%20b",
+        "/[x]",
+        "/x.PDF",
+        '/a"b',
+        "/a|b",
+        "/%",
     ]
     queries = [
-        "", "?", "?a=1", "?a=1&b=2", "?b=2&a=1", "?a=1&a=2", "?a", "?a=", "?&a=1", "?a=1&&b=2", "?a=1&", "?a=b=c",
-        "?utm_source=x", "?a=1&utm_source=x&fbclid=1", "?q=a+b", "?q=a%20b", "?q=%2B", "?q=é", "?q=a/b?c",
-        "?a=1&amp;b=2", "?a=1&amp;amp;utm_medium=y", "?x=[1]", "?UTM_SOURCE=x", "?_escaped_fragment_=x",
+        "",
+        "?",
+        "?a=1",
+        "?a=1&b=2",
+        "?b=2&a=1",
+        "?a=1&a=2",
+        "?a",
+        "?a=",
+        "?&a=1",
+        "?a=1&&b=2",
+        "?a=1&",
+        "?a=b=c",
+        "?utm_source=x",
+        "?a=1&utm_source=x&fbclid=1",
+        "?q=a+b",
+        "?q=a%20b",
+        "?q=%2B",
+        "?q=é",
+        "?q=a/b?c",
+        "?a=1&amp;b=2",
+        "?a=1&amp;amp;utm_medium=y",
+        "?x=[1]",
+        "?UTM_SOURCE=x",
+        "?_escaped_fragment_=x",
     ]
     fragments = ["", "#", "#top", "#!/page", "#a#b", "#%20"]
     out = []
@@ -112,7 +176,12 @@ def test_fast_path_is_identical_to_url_normalize(shared_data_or_none):
 
         for name in ["RS_2005-06.zst", "RS_v2_2005-06.xz"]:
             piece = Slice(str(shared_data_or_none / "reddit" / name))
-            urls += [r.url for batch in read_submissions(piece, HarvestConfig(), StageStats("h", "s")) for r in batch if r.url]
+            urls += [
+                r.url
+                for batch in read_submissions(piece, HarvestConfig(), StageStats("h", "s"))
+                for r in batch
+                if r.url
+            ]
     fast = UrlNormalizer(TRACKING_PARAMS)
     mismatches = [u for u in urls if outcome(fast, u) != outcome(lambda x: normalize_url(x, TRACKING_PARAMS), u)]
     assert not mismatches, mismatches[:5]
@@ -130,11 +199,51 @@ def test_normalizer_cache_returns_the_same_and_reraises():
 def canonical_looking_urls() -> list[str]:
     """URLs near the edge of what `canonical_urls` accepts: each is one change away from canonical."""
     bases = ["http://example.com/a", "https://www.bbc.co.uk/news/x-1", "http://a-b.example.org/", "http://127.0.0.1/x"]
-    tails = ["", "?", "?a=1", "?a", "?=1", "?a=1=2", "?a=1&b=2", "?utm_source=x", "?utm_sourcex=1", "?fbclid", "?x=y?z",
-             "#f", "/", "//", "/./x", "/.x", "/x/..", "&amp;", "&amp;amp;", "--", ".PDF", ".pdf", ".pdf?x=1", "?x=.pdf",
-             ".Jpg", "%20", ";p", "é", " ", "\t"]
-    hosts = ["EXAMPLE.com", "ex--ample.com", "xn--bcher-kva.example", "a" * 63 + ".com", "a" * 64 + ".com",
-             ".".join(["a" * 60] * 5), "-a.com", "a_b.com", "example.com:80", "example.com:8080", "example.com."]
+    tails = [
+        "",
+        "?",
+        "?a=1",
+        "?a",
+        "?=1",
+        "?a=1=2",
+        "?a=1&b=2",
+        "?utm_source=x",
+        "?utm_sourcex=1",
+        "?fbclid",
+        "?x=y?z",
+        "#f",
+        "/",
+        "//",
+        "/./x",
+        "/.x",
+        "/x/..",
+        "&amp;",
+        "&amp;amp;",
+        "--",
+        ".PDF",
+        ".pdf",
+        ".pdf?x=1",
+        "?x=.pdf",
+        ".Jpg",
+        "%20",
+        ";p",
+        "é",
+        " ",
+        "\t",
+    ]
+    hosts = [
+        "EXAMPLE.com",
+        "ex--ample.com",
+        "xn--bcher-kva.example",
+        "a" * 63 + ".com",
+        "a" * 64 + ".com",
+        ".".join(["a" * 60] * 5),
+        "-a.com",
+        "a_b.com",
+        "example.com:80",
+        "example.com:8080",
+        "example.com.",
+    ]
     out = [b + t for b in bases for t in tails]
     out += [f"{s}://{h}/x{t}" for s in ("http", "https", "HTTP") for h in hosts for t in ("", "?q=1", ".gif")]
     return out + [u.upper() for u in out[:40]]
@@ -160,9 +269,22 @@ def test_tracking_parameters_are_removed_only_where_the_fast_path_would():
 
     from crawler.urls import canonical_urls
 
-    urls = [f"http://Example.com/x?{q}" for q in ["utm_source=a b&id=1", "utm_source=é&id=1", "utm_source=a%20b&id=1",
-            "utm_source=a=b&id=1", "id=1&utm_source=x ", "id=1&&utm_source=x", "utm_source=x&id=1#!p", "utm_source=x&amp;id=1",
-            "id=1&utm_source=x&id=2", "utm_source=x", "fbclid=1&utm_source=2&q=3"]]
+    urls = [
+        f"http://Example.com/x?{q}"
+        for q in [
+            "utm_source=a b&id=1",
+            "utm_source=é&id=1",
+            "utm_source=a%20b&id=1",
+            "utm_source=a=b&id=1",
+            "id=1&utm_source=x ",
+            "id=1&&utm_source=x",
+            "utm_source=x&id=1#!p",
+            "utm_source=x&amp;id=1",
+            "id=1&utm_source=x&id=2",
+            "utm_source=x",
+            "fbclid=1&utm_source=2&q=3",
+        ]
+    ]
     fast, normalized, _ = canonical_urls(pa.array(urls, pa.string()), frozenset(TRACKING_PARAMS))
     reference = UrlNormalizer(TRACKING_PARAMS)
     for raw, is_fast, url in zip(urls, fast.tolist(), normalized.to_pylist()):

@@ -13,9 +13,9 @@ import pytest
 from tests.test_shards import write_docs
 from webtext.cli import main
 from webtext.core.config import ShardConfig
-from webtext.core.schemas import SCHEMA_VERSION
 from webtext.core.manifest import ManifestError, check_manifest
 from webtext.core.runner import run_stage
+from webtext.core.schemas import SCHEMA_VERSION
 from webtext.shards import SHARDS, sha256_file
 from webtext.shards.validate import validate
 
@@ -111,7 +111,13 @@ def test_null_in_a_required_column(shards):
     urls = table.column("url").to_pylist()
     urls[2] = None
     schema = pa.schema([f.with_nullable(True) for f in table.schema], metadata=table.schema.metadata)
-    path = rewrite(shards, 0, pa.Table.from_arrays([pa.array(urls) if n == "url" else table.column(n) for n in table.column_names], schema=schema))
+    path = rewrite(
+        shards,
+        0,
+        pa.Table.from_arrays(
+            [pa.array(urls) if n == "url" else table.column(n) for n in table.column_names], schema=schema
+        ),
+    )
     problems = validate(str(shards))
     assert f"{path}: row group 0: 1 null value(s) in required column 'url'" in problems
 
@@ -127,7 +133,9 @@ def test_the_loaders_cheap_check_catches_size_and_version_without_reading_files(
     entry = manifest_of(shards)["shards"][1]
     with open(shards / entry["file"], "ab") as f:
         f.write(b"x")
-    with pytest.raises(ManifestError, match=rf"{entry['file']}: {entry['bytes'] + 1} bytes, the manifest says {entry['bytes']}"):
+    with pytest.raises(
+        ManifestError, match=rf"{entry['file']}: {entry['bytes'] + 1} bytes, the manifest says {entry['bytes']}"
+    ):
         check_manifest(str(shards))
     manifest = manifest_of(shards)
     manifest["schema_version"] = "99"

@@ -90,7 +90,9 @@ def open_source(location) -> Source:
 def _token_source(loc: str) -> Source:
     index = storage.read_json(storage.join(loc, TOKENS_INDEX))
     if index.get("format") != TOKENS_FORMAT:
-        raise InputError(f"{storage.join(loc, TOKENS_INDEX)}: format {index.get('format')!r}, expected {TOKENS_FORMAT!r}")
+        raise InputError(
+            f"{storage.join(loc, TOKENS_INDEX)}: format {index.get('format')!r}, expected {TOKENS_FORMAT!r}"
+        )
     files, units = [], []
     for i, entry in enumerate(index["files"]):
         path = storage.join(loc, entry["file"])
@@ -113,14 +115,25 @@ def read_token_index(bin_path: str) -> tuple[np.ndarray, np.ndarray]:
 class PackedLoader:
     """Consumer `rank` of `world_size` over a source: `next_batch()` gives (x, y) with y = x shifted by one."""
 
-    def __init__(self, source, batch_size: int, block_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 split: str = "train", val_fraction: float = 0.0):
+    def __init__(
+        self,
+        source,
+        batch_size: int,
+        block_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        split: str = "train",
+        val_fraction: float = 0.0,
+    ):
         self.source = source if isinstance(source, Source) else open_source(source)
         if split not in SPLITS:
             raise InputError(f"split must be one of {SPLITS}, not {split!r}")
         if len(self.source.units) < world_size:
-            raise InputError(f"{self.source.location}: {len(self.source.units)} units (row groups or document runs) "
-                             f"cannot feed {world_size} consumers (ranks x workers); write smaller row groups")
+            raise InputError(
+                f"{self.source.location}: {len(self.source.units)} units (row groups or document runs) "
+                f"cannot feed {world_size} consumers (ranks x workers); write smaller row groups"
+            )
         self.batch_size, self.block_size = batch_size, block_size
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.split, self.val_fraction = split, val_fraction
@@ -147,8 +160,11 @@ class PackedLoader:
                 columns = ["text"] if self.source.key_column == "text" else ["text", "id"]
                 table = pq.ParquetFile(f).read_row_group(group, columns=columns)
             texts = table.column("text").to_pylist()
-            keep = np.flatnonzero(in_split(document_hashes(table.column(self.source.key_column).to_pylist()),
-                                           self.split, self.val_fraction))
+            keep = np.flatnonzero(
+                in_split(
+                    document_hashes(table.column(self.source.key_column).to_pylist()), self.split, self.val_fraction
+                )
+            )
             docs = gpt2_encoding().encode_ordinary_batch([texts[i] or "" for i in keep])
             docs = [np.array(d + [EOT], dtype=np.uint16) for d in docs]
         else:
@@ -183,8 +199,10 @@ class PackedLoader:
                 if self.unit == len(self._epoch_units()):
                     self.epoch, self.unit = self.epoch + 1, 0
             if empty_units > len(self._epoch_units()) + 1:
-                raise EmptySplitError(f"{self.source.location}: consumer {self.rank} of {self.world_size} finds no "
-                                      f"{self.split} documents (val_fraction {self.val_fraction})")
+                raise EmptySplitError(
+                    f"{self.source.location}: consumer {self.rank} of {self.world_size} finds no "
+                    f"{self.split} documents (val_fraction {self.val_fraction})"
+                )
         window = torch.from_numpy(np.concatenate(pieces).astype(np.int64)).view(self.batch_size, self.block_size + 1)
         return window[:, :-1].contiguous(), window[:, 1:].contiguous()
 
@@ -193,15 +211,25 @@ class PackedLoader:
             yield self.next_batch()
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "unit": self.unit, "offset": self.offset, "seed": self.seed, "rank": self.rank,
-                "world_size": self.world_size, "split": self.split, "source": self.source.fingerprint}
+        return {
+            "epoch": self.epoch,
+            "unit": self.unit,
+            "offset": self.offset,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "split": self.split,
+            "source": self.source.fingerprint,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         mine = self.state_dict()
         for key in ("source", "world_size", "rank", "split", "seed"):
             if state.get(key) != mine[key]:
-                raise InputError(f"loader state was saved with {key} {state.get(key)!r}, this run has {mine[key]!r} "
-                                 "(other shards, seed, or number of ranks x workers)")
+                raise InputError(
+                    f"loader state was saved with {key} {state.get(key)!r}, this run has {mine[key]!r} "
+                    "(other shards, seed, or number of ranks x workers)"
+                )
         self.epoch, self.unit, self.offset = state["epoch"], state["unit"], state["offset"]
         self._flat = None if self.offset == 0 else self._unit_tokens()
 
@@ -214,19 +242,36 @@ class TrainStream(torch.utils.data.IterableDataset):
     order exactly. Each item carries its worker's state after the batch, for the checkpoint.
     """
 
-    def __init__(self, source: Source, batch_size: int, block_size: int, seed: int, rank: int, world_size: int,
-                 workers: int, val_fraction: float, state: dict | None = None):
+    def __init__(
+        self,
+        source: Source,
+        batch_size: int,
+        block_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        workers: int,
+        val_fraction: float,
+        state: dict | None = None,
+    ):
         self.args = (source, batch_size, block_size, seed)
         self.rank, self.world_size, self.workers, self.val_fraction = rank, world_size, max(1, workers), val_fraction
         self.batches = state["batches"] if state else 0
         self.states = state["workers"] if state else [self._loader(w).state_dict() for w in range(self.workers)]
         if len(self.states) != self.workers:
-            raise InputError(f"checkpoint was written with {len(self.states)} DataLoader workers per rank, "
-                             f"this run has num_workers {self.workers}; use the same number to resume")
+            raise InputError(
+                f"checkpoint was written with {len(self.states)} DataLoader workers per rank, "
+                f"this run has num_workers {self.workers}; use the same number to resume"
+            )
 
     def _loader(self, logical: int) -> PackedLoader:
-        return PackedLoader(*self.args, rank=self.rank * self.workers + logical,
-                            world_size=self.world_size * self.workers, split="train", val_fraction=self.val_fraction)
+        return PackedLoader(
+            *self.args,
+            rank=self.rank * self.workers + logical,
+            world_size=self.world_size * self.workers,
+            split="train",
+            val_fraction=self.val_fraction,
+        )
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()

@@ -71,7 +71,9 @@ def perplexity(model: GPT, tokens: list[int], stride: int | None = None, device:
     block = model.config.block_size
     stride = stride or block // 2
     if len(tokens) < 2 or not 0 < stride <= block:
-        raise InputError(f"perplexity needs at least 2 tokens (got {len(tokens)}) and 0 < stride <= {block} (got {stride})")
+        raise InputError(
+            f"perplexity needs at least 2 tokens (got {len(tokens)}) and 0 < stride <= {block} (got {stride})"
+        )
     ids = torch.tensor(tokens, dtype=torch.long, device=device)
     nll, scored, prev_end = 0.0, 0, 0
     for begin in range(0, max(1, len(tokens) - 1), stride):
@@ -107,9 +109,9 @@ def lambada_accuracy(model: GPT, lines: list[str], device: str = "cpu") -> dict:
             raise InputError(f"LAMBADA line {line_number}: no last word to predict")
         context, word = text.rstrip().rsplit(" ", 1)
         context_ids, target_ids = encoding.encode_ordinary(context), encoding.encode_ordinary(" " + word)
-        ids = (context_ids + target_ids)[-(block + 1):]
+        ids = (context_ids + target_ids)[-(block + 1) :]
         logits, _ = model(torch.tensor([ids[:-1]], device=device))
-        logprobs = F.log_softmax(logits[0, -len(target_ids):].float(), dim=-1)
+        logprobs = F.log_softmax(logits[0, -len(target_ids) :].float(), dim=-1)
         target = torch.tensor(target_ids, device=device)
         correct += bool((logprobs.argmax(-1) == target).all())
         total_logprob += logprobs.gather(1, target[:, None]).sum().item()
@@ -117,8 +119,15 @@ def lambada_accuracy(model: GPT, lines: list[str], device: str = "cpu") -> dict:
     return {"examples": n, "accuracy": correct / n, "ppl": math.exp(-total_logprob / n)}
 
 
-def evaluate(checkpoint, wikitext=None, ptb=None, lambada=None, stride: int | None = None, device: str = "auto",
-             limit: int | None = None) -> dict:
+def evaluate(
+    checkpoint,
+    wikitext=None,
+    ptb=None,
+    lambada=None,
+    stride: int | None = None,
+    device: str = "auto",
+    limit: int | None = None,
+) -> dict:
     """Print and return the zero-shot results of a checkpoint on the given files."""
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(checkpoint, device)

@@ -24,12 +24,25 @@ CONV1D = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".ml
 
 def hf_config(config: GPTConfig) -> dict:
     return {
-        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": config.vocab_size,
-        "n_positions": config.block_size, "n_ctx": config.block_size, "n_embd": config.n_embd,
-        "n_layer": config.n_layer, "n_head": config.n_head, "n_inner": None, "activation_function": "gelu_new",
-        "resid_pdrop": config.dropout, "embd_pdrop": config.dropout, "attn_pdrop": config.dropout,
-        "layer_norm_epsilon": 1e-5, "initializer_range": 0.02, "bos_token_id": 50256, "eos_token_id": 50256,
-        "tie_word_embeddings": True, "torch_dtype": "float32",
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.block_size,
+        "n_ctx": config.block_size,
+        "n_embd": config.n_embd,
+        "n_layer": config.n_layer,
+        "n_head": config.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": config.dropout,
+        "embd_pdrop": config.dropout,
+        "attn_pdrop": config.dropout,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "bos_token_id": 50256,
+        "eos_token_id": 50256,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
     }
 
 
@@ -48,12 +61,21 @@ def load_hf(location) -> GPT:
     config_path, weights_path = storage.join(location, "config.json"), storage.join(location, "model.safetensors")
     config = storage.read_json(config_path)
     if config.get("model_type") != "gpt2" or config.get("activation_function", "gelu_new") != "gelu_new":
-        raise InputError(f"{config_path}: not a GPT-2 model (model_type {config.get('model_type')!r}, "
-                         f"activation {config.get('activation_function')!r})")
+        raise InputError(
+            f"{config_path}: not a GPT-2 model (model_type {config.get('model_type')!r}, "
+            f"activation {config.get('activation_function')!r})"
+        )
     if config.get("n_inner") not in (None, 4 * config["n_embd"]):
         raise InputError(f"{config_path}: n_inner {config['n_inner']} is not 4 x n_embd, which this GPT assumes")
-    model = GPT(GPTConfig(block_size=config["n_positions"], vocab_size=config["vocab_size"], n_layer=config["n_layer"],
-                          n_head=config["n_head"], n_embd=config["n_embd"]))
+    model = GPT(
+        GPTConfig(
+            block_size=config["n_positions"],
+            vocab_size=config["vocab_size"],
+            n_layer=config["n_layer"],
+            n_head=config["n_head"],
+            n_embd=config["n_embd"],
+        )
+    )
     state = {}
     for key, value in load_safetensors(storage.read_bytes(weights_path)).items():
         if key.endswith((".attn.bias", ".attn.masked_bias")) or key == "lm_head.weight":

@@ -108,7 +108,10 @@ class GPT(nn.Module):
         """Training FLOPs per token (PaLM appendix B, as nanoGPT): 6N for the weights' matmuls forward and
         backward, plus 12·L·H·Q·T for attention (N non-embedding parameters, Q head size, T block size)."""
         c = self.config
-        return 6 * self.num_parameters(non_embedding=True) + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * c.block_size
+        return (
+            6 * self.num_parameters(non_embedding=True)
+            + 12 * c.n_layer * c.n_head * (c.n_embd // c.n_head) * c.block_size
+        )
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         T = idx.size(1)
@@ -123,8 +126,14 @@ class GPT(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = 50,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = 50,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         for _ in range(max_new_tokens):
             logits, _ = self(idx[:, -self.config.block_size :])
             logits = logits[:, -1, :] / temperature

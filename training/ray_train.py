@@ -27,7 +27,9 @@ def train_on_ray(config: TrainConfig, num_workers: int, use_gpu: bool = False) -
 
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS") or "local")
-    config = config.model_copy(update={"shards": storage.normalize(config.shards), "out_dir": storage.normalize(config.out_dir)})
+    config = config.model_copy(
+        update={"shards": storage.normalize(config.shards), "out_dir": storage.normalize(config.out_dir)}
+    )
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"config": config.model_dump(mode="json")},

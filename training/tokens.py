@@ -32,8 +32,13 @@ def tokenize_file(src: str, out_dir: str, name: str) -> dict:
         groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
         if storage.exists(idx_path) and storage.exists(bin_path):  # finished by an earlier run
             offsets, _ = read_token_index(bin_path)
-            return {"file": f"{name}.bin", "source": storage.name(src), "docs": len(offsets) - 1,
-                    "tokens": int(offsets[-1]), "groups": groups}
+            return {
+                "file": f"{name}.bin",
+                "source": storage.name(src),
+                "docs": len(offsets) - 1,
+                "tokens": int(offsets[-1]),
+                "groups": groups,
+            }
         encoding, offsets, hashes = gpt2_encoding(), [np.zeros(1, dtype=np.int64)], []
         with storage.atomic_output(bin_path) as out:
             for g in range(parquet.num_row_groups):
@@ -49,8 +54,13 @@ def tokenize_file(src: str, out_dir: str, name: str) -> dict:
     buffer = io.BytesIO()
     np.savez(buffer, offsets=offsets_all, hashes=np.concatenate(hashes) if hashes else np.zeros(0, np.uint64))
     storage.write_bytes(idx_path, buffer.getvalue())
-    return {"file": f"{name}.bin", "source": storage.name(src), "docs": len(offsets_all) - 1,
-            "tokens": int(offsets_all[-1]), "groups": groups}
+    return {
+        "file": f"{name}.bin",
+        "source": storage.name(src),
+        "docs": len(offsets_all) - 1,
+        "tokens": int(offsets_all[-1]),
+        "groups": groups,
+    }
 
 
 def tokenize_shards(shards, out, workers: int | None = None, use_ray: bool = False) -> dict:
@@ -73,8 +83,15 @@ def tokenize_shards(shards, out, workers: int | None = None, use_ray: bool = Fal
     else:
         with ProcessPoolExecutor(min(workers or os.cpu_count(), len(jobs))) as pool:
             entries = list(pool.map(tokenize_file, *zip(*jobs)))
-    index = {"format": TOKENS_FORMAT, "dtype": "uint16", "eot": EOT, "source": source.location,
-             "documents": sum(e["docs"] for e in entries), "tokens": sum(e["tokens"] for e in entries), "files": entries}
+    index = {
+        "format": TOKENS_FORMAT,
+        "dtype": "uint16",
+        "eot": EOT,
+        "source": source.location,
+        "documents": sum(e["docs"] for e in entries),
+        "tokens": sum(e["tokens"] for e in entries),
+        "files": entries,
+    }
     storage.write_json(storage.join(out, TOKENS_INDEX), index)
     print(f"{out}: {index['tokens']:,} tokens from {index['documents']:,} documents in {len(entries)} token shard(s)")
     return index

@@ -31,8 +31,8 @@ from training.data import EmptySplitError, PackedLoader, TrainStream, open_sourc
 from training.model import build_model
 from training.tokenizer import gpt2_encoding
 from webtext.core import storage
-from webtext.core.stage import InputError
 from webtext.core.config import TrainConfig
+from webtext.core.stage import InputError
 
 CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
@@ -58,15 +58,19 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = min(1.0, (step - config.warmup_steps) / max(1, config.max_steps - config.warmup_steps))
-    return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * progress)) * (config.learning_rate - config.min_learning_rate)
+    return config.min_learning_rate + 0.5 * (1 + math.cos(math.pi * progress)) * (
+        config.learning_rate - config.min_learning_rate
+    )
 
 
 def load_checkpoint(location) -> dict:
     try:
         return torch.load(io.BytesIO(storage.read_bytes(location)), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{storage.normalize(location)}: cannot load checkpoint (truncated or not a webtext "
-                              f"checkpoint): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
+        raise CheckpointError(
+            f"{storage.normalize(location)}: cannot load checkpoint (truncated or not a webtext "
+            f"checkpoint): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
 
 
 def save_checkpoint(location, payload: dict) -> None:
@@ -155,7 +159,9 @@ def _peak_flops(config: TrainConfig, device: str) -> float | None:
 
 def _validate(model, source, config: TrainConfig, rank: int, world: int, device: str, autocast) -> float | None:
     """Mean loss on the first `val_batches` batches of the held-out split (the same batches every time)."""
-    loader = PackedLoader(source, config.batch_size, config.block_size, config.seed, rank, world, "val", config.val_fraction)
+    loader = PackedLoader(
+        source, config.batch_size, config.block_size, config.seed, rank, world, "val", config.val_fraction
+    )
     total = torch.zeros(2, device=device)
     model.eval()
     with torch.no_grad():
@@ -195,7 +201,9 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate, betas=(0.9, 0.95), fused=device.startswith("cuda"),
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+        fused=device.startswith("cuda"),
     )
     out_dir = storage.normalize(config.out_dir)
     checkpoint = storage.join(out_dir, CHECKPOINT)
@@ -207,25 +215,46 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
         try:
             model.load_state_dict(state["model"])
         except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(f"{checkpoint}: weights do not fit preset {config.preset!r} with block_size "
-                                  f"{config.block_size}: {str(exc).splitlines()[0][:200]}") from exc
+            raise CheckpointError(
+                f"{checkpoint}: weights do not fit preset {config.preset!r} with block_size "
+                f"{config.block_size}: {str(exc).splitlines()[0][:200]}"
+            ) from exc
         if "optimizer" in state:  # a training checkpoint: resume exactly
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"])
             if len(state["loader"]) != world:
-                raise InputError(f"{checkpoint}: written by {len(state['loader'])} ranks, this run has {world}; resume with as many")
+                raise InputError(
+                    f"{checkpoint}: written by {len(state['loader'])} ranks, this run has {world}; resume with as many"
+                )
             step, loader_state = state["step"], state["loader"][rank]
         if master:
-            print(f"resumed from {checkpoint} at step {step}" if step else f"starting from the weights in {checkpoint}", flush=True)
-    stream = TrainStream(source, config.batch_size, config.block_size, config.seed, rank, world, config.num_workers,
-                         config.val_fraction, loader_state)
-    batches = iter(torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers,
-                                               pin_memory=device.startswith("cuda")))
+            print(
+                f"resumed from {checkpoint} at step {step}" if step else f"starting from the weights in {checkpoint}",
+                flush=True,
+            )
+    stream = TrainStream(
+        source,
+        config.batch_size,
+        config.block_size,
+        config.seed,
+        rank,
+        world,
+        config.num_workers,
+        config.val_fraction,
+        loader_state,
+    )
+    batches = iter(
+        torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=config.num_workers, pin_memory=device.startswith("cuda")
+        )
+    )
     raw_model = model
     if config.compile:
         model = torch.compile(model)
     if world > 1:
-        model = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None)
+        model = DistributedDataParallel(
+            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
+        )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
     flops_per_token, peak = raw_model.flops_per_token(), _peak_flops(config, device)
     tokens_per_step = config.batch_size * config.block_size * config.grad_accum_steps * world
@@ -234,8 +263,11 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
     end = min(config.max_steps, stop_at or config.max_steps)
     metrics = Metrics(out_dir, step, enabled=master)
     if master:
-        print(f"model: {config.preset}, {raw_model.num_parameters() / 1e6:.2f}M parameters; device {device}, {world} rank(s); "
-              f"{tokens_per_step:,} tokens/step; checkpoint every {checkpoint_every} steps", flush=True)
+        print(
+            f"model: {config.preset}, {raw_model.num_parameters() / 1e6:.2f}M parameters; device {device}, {world} rank(s); "
+            f"{tokens_per_step:,} tokens/step; checkpoint every {checkpoint_every} steps",
+            flush=True,
+        )
     progress = _progress(step, config.max_steps) if master else None
     trace = [] if config.trace_data else None
     result, first_step = TrainResult(checkpoint=checkpoint), step
@@ -249,10 +281,18 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
         else:
             states = [stream.state_dict()]
         if master:
-            save_checkpoint(checkpoint, {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "step": step, "loader": states, "rng": torch.get_rng_state(),
-                                         "model_config": dataclasses.asdict(raw_model.config),
-                                         "config": json.loads(config.model_dump_json())})
+            save_checkpoint(
+                checkpoint,
+                {
+                    "model": raw_model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "loader": states,
+                    "rng": torch.get_rng_state(),
+                    "model_config": dataclasses.asdict(raw_model.config),
+                    "config": json.loads(config.model_dump_json()),
+                },
+            )
 
     while step < end:
         lr = learning_rate(step, config)
@@ -266,7 +306,7 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
                 trace += [[rank * stream.workers + logical, *unit] for unit in opened]
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             sync = micro == config.grad_accum_steps - 1
-            with (model.no_sync() if world > 1 and not sync else nullcontext()), autocast:
+            with model.no_sync() if world > 1 and not sync else nullcontext(), autocast:
                 _, loss = model(x, y)
                 loss = loss / config.grad_accum_steps
             loss.backward()
@@ -288,12 +328,17 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
             result.tokens_per_s = tokens_per_s
             if master:
                 mfu = f"  mfu {record['mfu']:.1%}" if peak else ""
-                _say(progress, f"step {step:>6}  loss {record['loss']:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}  "
-                               f"eta {_duration(eta)}")
+                _say(
+                    progress,
+                    f"step {step:>6}  loss {record['loss']:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}  "
+                    f"eta {_duration(eta)}",
+                )
             window_start, window_steps = time.perf_counter(), 0
         if progress is not None:  # the last logged loss and tokens/s (reading every step's loss would sync a GPU)
             if result.losses:
-                progress.set_postfix_str(f"loss {result.losses[-1][1]:.3f}, {result.tokens_per_s:,.0f} tok/s", refresh=False)
+                progress.set_postfix_str(
+                    f"loss {result.losses[-1][1]:.3f}, {result.tokens_per_s:,.0f} tok/s", refresh=False
+                )
             progress.update(1)
         if val_enabled and (step % val_every == 0 or step == config.max_steps):
             val_loss = _validate(raw_model, source, config, rank, world, device, autocast)
@@ -317,7 +362,9 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
     result.mfu = flops_per_token * result.tokens_per_s / world / peak if peak else None
     if trace is not None:
         digest = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes() for p in raw_model.parameters()))
-        storage.write_json(storage.join(out_dir, f"data-rank{rank}.json"), {"units": trace, "weights_sha256": digest.hexdigest()})
+        storage.write_json(
+            storage.join(out_dir, f"data-rank{rank}.json"), {"units": trace, "weights_sha256": digest.hexdigest()}
+        )
     metrics.close()
     if master:
         plot_losses(metrics.records, storage.join(out_dir, "loss.png"))
@@ -326,7 +373,9 @@ def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, devi
             raw_model.eval()
             prompt = torch.tensor([encoding.encode_ordinary(config.sample_prompt)], device=device)
             generator = torch.Generator(device=device).manual_seed(config.seed)
-            result.sample = encoding.decode(raw_model.generate(prompt, config.sample_tokens, generator=generator)[0].tolist())
+            result.sample = encoding.decode(
+                raw_model.generate(prompt, config.sample_tokens, generator=generator)[0].tolist()
+            )
             print(f"sample: {result.sample!r}", flush=True)
     return result
 
@@ -349,7 +398,9 @@ def _say(progress, line: str) -> None:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
 
 
 if __name__ == "__main__":  # python -m training.train CONFIG.yaml (what `webtext train` runs)

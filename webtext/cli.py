@@ -85,8 +85,15 @@ def cmd_eval(args):
 
     if not (args.wikitext or args.ptb or args.lambada):
         raise ConfigError("eval needs at least one of --wikitext FILE, --ptb FILE, --lambada FILE")
-    evaluate(args.checkpoint, wikitext=args.wikitext, ptb=args.ptb, lambada=args.lambada, stride=args.stride,
-             device=args.device, limit=args.limit)
+    evaluate(
+        args.checkpoint,
+        wikitext=args.wikitext,
+        ptb=args.ptb,
+        lambada=args.lambada,
+        stride=args.stride,
+        device=args.device,
+        limit=args.limit,
+    )
 
 
 def cmd_export_hf(args):
@@ -115,7 +122,9 @@ def cmd_inspect(args):
         return None
     rows = find(args.shards, id=args.id, url=args.url)
     if not rows:
-        raise InputError(f"{args.shards}: no document with {'id ' + args.id if args.id is not None else 'url ' + args.url}")
+        raise InputError(
+            f"{args.shards}: no document with {'id ' + args.id if args.id is not None else 'url ' + args.url}"
+        )
     for row in rows:
         show_document(row)
 
@@ -153,7 +162,9 @@ def parser() -> argparse.ArgumentParser:
 
     def stage(name, inputs, help_text):
         s = sub.add_parser(name, help=help_text)
-        s.add_argument("input", metavar=inputs.upper(), nargs="+", help="files or folders: local paths or URIs (s3://...)")
+        s.add_argument(
+            "input", metavar=inputs.upper(), nargs="+", help="files or folders: local paths or URIs (s3://...)"
+        )
         s.add_argument("--out", required=True, help="output folder: a local path or a URI")
         s.add_argument("--config", type=Path, help="build config YAML whose section for this stage is used")
         s.add_argument("--force", action="store_true", help="rerun even when the output's completion marker matches")
@@ -162,16 +173,27 @@ def parser() -> argparse.ArgumentParser:
 
     stage("harvest", "dumps", "Reddit dumps -> URLs folder")
     crawl = stage("crawl", "urls", "URLs (Parquet with a url column, or a .txt file of URLs) -> pages folder (Scrapy)")
-    crawl.add_argument("--allow-network", action="append", metavar="CIDR",
-                       help="let the crawler reach this non-public network, e.g. 127.0.0.0/8 (tests, demo)")
+    crawl.add_argument(
+        "--allow-network",
+        action="append",
+        metavar="CIDR",
+        help="let the crawler reach this non-public network, e.g. 127.0.0.0/8 (tests, demo)",
+    )
     stage("extract", "pages", "pages (url, html) -> documents (trafilatura + cleaning)")
     stage("dedup", "docs", "documents -> exact and near-duplicate free documents")
     decon = stage("decontaminate", "docs", "documents -> documents without eval-set overlap")
     decon.add_argument("--evalset", action="append", help="eval set file (.jsonl text field, or plain text)")
     stage("shards", "docs", "documents -> Parquet shards + manifest.json")
-    ov = sub.add_parser("overlap", help="share of each eval set's 8-grams found in a corpus (GPT-2 Table 6) -> SHARDS/overlap.json")
+    ov = sub.add_parser(
+        "overlap", help="share of each eval set's 8-grams found in a corpus (GPT-2 Table 6) -> SHARDS/overlap.json"
+    )
     ov.add_argument("shards", help="folder of documents (shards or any stage's output): a local path or a URI")
-    ov.add_argument("--evalset", action="append", required=True, help="eval set file (.tokens, ptb.*, .jsonl, text; FILE.parquet:column)")
+    ov.add_argument(
+        "--evalset",
+        action="append",
+        required=True,
+        help="eval set file (.tokens, ptb.*, .jsonl, text; FILE.parquet:column)",
+    )
     ov.add_argument("--ngram", type=int, default=8)
     ov.add_argument("--config", type=Path, help="build config YAML (for its ray: section)")
     ov.set_defaults(func=cmd_overlap)
@@ -200,7 +222,9 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, help="LAMBADA: only the first N examples")
     ev.add_argument("--device", default="auto")
     ev.set_defaults(func=cmd_eval)
-    ex = sub.add_parser("export-hf", help="checkpoint -> Hugging Face GPT2LMHeadModel folder (config.json + model.safetensors)")
+    ex = sub.add_parser(
+        "export-hf", help="checkpoint -> Hugging Face GPT2LMHeadModel folder (config.json + model.safetensors)"
+    )
     ex.add_argument("checkpoint")
     ex.add_argument("--out", required=True)
     ex.set_defaults(func=cmd_export_hf)
@@ -208,18 +232,29 @@ def parser() -> argparse.ArgumentParser:
     im.add_argument("model", help="folder with config.json and model.safetensors")
     im.add_argument("--out", required=True, help="checkpoint file to write (e.g. run/ckpt.pt)")
     im.set_defaults(func=cmd_import_hf)
-    i = sub.add_parser("inspect", help="summarize a shards folder, show one document with its provenance, or a stage's dropped rows")
+    i = sub.add_parser(
+        "inspect", help="summarize a shards folder, show one document with its provenance, or a stage's dropped rows"
+    )
     i.add_argument("shards", help="shards folder: a local path or a URI")
     i.add_argument("--samples", type=int, default=2)
     i.add_argument("--top", type=int, default=10, help="domains and subreddits listed")
     i.add_argument("--id", help="show the document with this id")
     i.add_argument("--url", help="show the document(s) with this url or final_url")
-    i.add_argument("--dropped", nargs="?", const="", metavar="REASON",
-                   help="a stage's folder (OUT/<stage>): examples of rows dropped as REASON (no REASON: the reasons)")
+    i.add_argument(
+        "--dropped",
+        nargs="?",
+        const="",
+        metavar="REASON",
+        help="a stage's folder (OUT/<stage>): examples of rows dropped as REASON (no REASON: the reasons)",
+    )
     i.add_argument("-n", type=int, default=5, help="with --dropped: how many examples")
-    i.add_argument("--plot", metavar="DIR", help="write PNG charts (funnel, lengths, domains, subreddits, months) there")
+    i.add_argument(
+        "--plot", metavar="DIR", help="write PNG charts (funnel, lengths, domains, subreddits, months) there"
+    )
     i.set_defaults(func=cmd_inspect)
-    v = sub.add_parser("validate", help="check a shards folder: checksums, schema, row counts, duplicate ids (exit 1 on problems)")
+    v = sub.add_parser(
+        "validate", help="check a shards folder: checksums, schema, row counts, duplicate ids (exit 1 on problems)"
+    )
     v.add_argument("shards", help="shards folder: a local path or a URI")
     v.set_defaults(func=cmd_validate)
     d = sub.add_parser("demo", help="the whole pipeline offline on generated data, then a tiny GPT-2")
@@ -243,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     from webtext.core.stage import InputError, StageError
 
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     show_traceback = args.verbose or "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
     prefix = f"webtext {args.command}"
     try:
@@ -267,8 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             print(exc.details, file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - outside any stage (training, inspect): still a bug, said so
-        print(f"{prefix}: bug: {type(exc).__name__}: {_one_line(exc)}{'' if show_traceback else ' (rerun with -v for the traceback)'}",
-              file=sys.stderr)
+        print(
+            f"{prefix}: bug: {type(exc).__name__}: {_one_line(exc)}{'' if show_traceback else ' (rerun with -v for the traceback)'}",
+            file=sys.stderr,
+        )
         if show_traceback:
             traceback.print_exception(exc, file=sys.stderr)
         return 1

@@ -29,7 +29,12 @@ def init_ray(config: RayConfig) -> None:
 def run_one(name: str, inputs: list[str], out: str, config: BuildConfig, force: bool = False) -> StageStats:
     """One stage with its section of `config`: what `webtext <stage> IN --out OUT` runs."""
     return runner.run_stage(
-        STAGES[name], [str(i) for i in inputs], str(out), getattr(config, name), context={"build_config": config}, force=force
+        STAGES[name],
+        [str(i) for i in inputs],
+        str(out),
+        getattr(config, name),
+        context={"build_config": config},
+        force=force,
     )
 
 

@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from webtext.core.failures import KEEP_DROPPED, MAX_ERROR_FRACTION
 from webtext.core.storage import is_uri
@@ -57,21 +66,83 @@ class RayConfig(Section):
 
 
 MEDIA_DOMAINS = [
-    "imgur.com", "gfycat.com", "giphy.com", "redgifs.com", "flickr.com", "instagram.com",
-    "youtube.com", "youtu.be", "vimeo.com", "dailymotion.com", "twitch.tv", "streamable.com",
-    "soundcloud.com", "spotify.com", "tinypic.com", "photobucket.com", "imageshack.us",
+    "imgur.com",
+    "gfycat.com",
+    "giphy.com",
+    "redgifs.com",
+    "flickr.com",
+    "instagram.com",
+    "youtube.com",
+    "youtu.be",
+    "vimeo.com",
+    "dailymotion.com",
+    "twitch.tv",
+    "streamable.com",
+    "soundcloud.com",
+    "spotify.com",
+    "tinypic.com",
+    "photobucket.com",
+    "imageshack.us",
 ]
 REDDIT_DOMAINS = ["reddit.com", "redd.it", "redditmedia.com", "redditstatic.com"]
 WIKIPEDIA_DOMAINS = ["wikipedia.org", "wikimedia.org", "wiktionary.org", "wikibooks.org"]
 FILE_EXTENSIONS = [
-    ".jpg", ".jpeg", ".png", ".gif", ".gifv", ".webp", ".bmp", ".svg", ".tif", ".tiff",
-    ".mp4", ".webm", ".mov", ".avi", ".mkv", ".flv", ".mp3", ".wav", ".ogg", ".flac", ".m4a",
-    ".pdf", ".zip", ".rar", ".7z", ".gz", ".tar", ".exe", ".dmg", ".apk", ".iso", ".torrent",
-    ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx",
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".gifv",
+    ".webp",
+    ".bmp",
+    ".svg",
+    ".tif",
+    ".tiff",
+    ".mp4",
+    ".webm",
+    ".mov",
+    ".avi",
+    ".mkv",
+    ".flv",
+    ".mp3",
+    ".wav",
+    ".ogg",
+    ".flac",
+    ".m4a",
+    ".pdf",
+    ".zip",
+    ".rar",
+    ".7z",
+    ".gz",
+    ".tar",
+    ".exe",
+    ".dmg",
+    ".apk",
+    ".iso",
+    ".torrent",
+    ".doc",
+    ".docx",
+    ".xls",
+    ".xlsx",
+    ".ppt",
+    ".pptx",
 ]
 TRACKING_PARAMS = [
-    "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "utm_name",
-    "fbclid", "gclid", "dclid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid", "_ga", "ref_src",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "utm_name",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "igshid",
+    "yclid",
+    "_ga",
+    "ref_src",
 ]
 
 
@@ -203,14 +274,26 @@ class ExtractConfig(StageSection):
     max_duplicate_line_chars: float = Field(0.3, ge=0, le=1)  # chars in repeated lines (Gopher: 0.2)
     max_duplicate_paragraph_chars: float = Field(0.2, ge=0, le=1)  # chars in repeated paragraphs (Gopher 0.2)
     boilerplate_phrases: list[str] = [
-        "enable javascript", "javascript is disabled", "are you a robot", "verify you are human",
-        "we use cookies", "accept all cookies", "access denied", "403 forbidden", "page not found",
+        "enable javascript",
+        "javascript is disabled",
+        "are you a robot",
+        "verify you are human",
+        "we use cookies",
+        "accept all cookies",
+        "access denied",
+        "403 forbidden",
+        "page not found",
     ]
     max_boilerplate_phrases: int = Field(1, ge=0)
     # Whole short lines of boilerplate removed (cleaning/boilerplate.py), on the page types named in
     # `line_rules_for` (told from the page's markup: og:type, schema.org types, <article> count)
     line_rules: list[Literal["share", "newsletter", "related", "photo_credit", "byline", "date"]] = [
-        "share", "newsletter", "related", "photo_credit", "byline", "date",
+        "share",
+        "newsletter",
+        "related",
+        "photo_credit",
+        "byline",
+        "date",
     ]
     line_rules_for: list[Literal["article", "forum", "product", "listing", "other"]] = ["article"]
 

@@ -36,10 +36,17 @@ KEEP_DROPPED = 200
 TEXT_CHARS, HTML_BYTES = 4096, 1024  # what a sample keeps of a dropped row's text and HTML
 TOP_ERRORS = 10  # distinct error messages kept per write task and reported by the budget
 
-SAMPLE = pa.schema([
-    ("key", pa.uint64()), ("id", pa.string()), ("url", pa.string()), (DROP_REASON, pa.string()),
-    (ERROR, pa.string()), ("text", pa.string()), ("html", pa.binary()),
-])
+SAMPLE = pa.schema(
+    [
+        ("key", pa.uint64()),
+        ("id", pa.string()),
+        ("url", pa.string()),
+        (DROP_REASON, pa.string()),
+        (ERROR, pa.string()),
+        ("text", pa.string()),
+        ("html", pa.binary()),
+    ]
+)
 
 
 class BugError(StageError):
@@ -104,13 +111,17 @@ def as_sample(table: pa.Table) -> pa.Table:
 
     columns = {f.name: column(f.name, f.type) for f in SAMPLE if f.name != "key"}
     keys = [columns[name].to_pylist() for name in ("id", "url", "text")]
-    hashed = [xxhash.xxh64_intdigest((next((k for k in row if k), None) or "").encode()) for row in zip(*keys, strict=True)]
+    hashed = [
+        xxhash.xxh64_intdigest((next((k for k in row if k), None) or "").encode()) for row in zip(*keys, strict=True)
+    ]
     return pa.Table.from_pydict({"key": pa.array(hashed, pa.uint64()), **columns}, schema=SAMPLE)
 
 
 def smallest(table: pa.Table, keep: int) -> pa.Table:
     """The `keep` rows with the smallest keys (ties by id, url, text): the same rows whatever the split."""
-    order = pc.sort_indices(table, [("key", "ascending"), ("id", "ascending"), ("url", "ascending"), ("text", "ascending")])
+    order = pc.sort_indices(
+        table, [("key", "ascending"), ("id", "ascending"), ("url", "ascending"), ("text", "ascending")]
+    )
     return table.take(order[:keep])
 
 
@@ -212,7 +223,9 @@ class ErrorTally:
 
     def add_rows(self, sample: pa.Table) -> None:
         """Sample-shaped rows (`as_sample`) whose `error` is set."""
-        for key, id_, url, error in zip(*(sample.column(c).to_pylist() for c in ("key", "id", "url", ERROR)), strict=True):
+        for key, id_, url, error in zip(
+            *(sample.column(c).to_pylist() for c in ("key", "id", "url", ERROR)), strict=True
+        ):
             self.add(message_of(error), 1, (key, id_ or url or "", error))
 
     def add(self, message: str, count: int, example: tuple) -> None:
@@ -233,17 +246,21 @@ class ErrorTally:
             self.add(message, n, example)
 
 
-def check_budget(stage_name: str, unit: str, stats, reasons: tuple[str, ...], fraction: float, tally: ErrorTally,
-                 log_location: str) -> None:
+def check_budget(
+    stage_name: str, unit: str, stats, reasons: tuple[str, ...], fraction: float, tally: ErrorTally, log_location: str
+) -> None:
     """Fail the stage when more rows were dropped because code raised than `fraction` of its input."""
     errors = sum(stats.dropped.get(r, 0) for r in reasons)
     if not errors or errors <= fraction * stats.input:
         return
     lines = [f"{n} x {message} (e.g. row {example[1]})" for message, n, example in tally.top()]
-    summary = (f"{stage_name}: {errors} of {stats.input} {unit} ({errors / max(1, stats.input):.1%}) dropped because code raised "
-               f"({', '.join(r for r in reasons if stats.dropped.get(r))}), over max_error_fraction {fraction:g}")
-    details = "\n".join([summary, *lines, ""] + [
-        f"--- {n} x {message}; row {example[1]}:\n{example[2]}" for message, n, example in tally.top()
-    ])
+    summary = (
+        f"{stage_name}: {errors} of {stats.input} {unit} ({errors / max(1, stats.input):.1%}) dropped because code raised "
+        f"({', '.join(r for r in reasons if stats.dropped.get(r))}), over max_error_fraction {fraction:g}"
+    )
+    details = "\n".join(
+        [summary, *lines, ""]
+        + [f"--- {n} x {message}; row {example[1]}:\n{example[2]}" for message, n, example in tally.top()]
+    )
     first = f": {lines[0]}" if lines else ""
     raise ErrorBudgetExceeded(f"{summary}{first} (all messages and tracebacks in {log_location})", details)

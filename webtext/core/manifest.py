@@ -66,9 +66,13 @@ def check_manifest(shards_dir: str) -> dict:
     present = _sizes(storage.join(shards_dir, DATA))
     listed = {entry["file"] for entry in entries}
     if listed - set(present):
-        raise ManifestError(f"{shards_dir}: shard(s) listed in the manifest are missing: {', '.join(sorted(listed - set(present))[:5])}")
+        raise ManifestError(
+            f"{shards_dir}: shard(s) listed in the manifest are missing: {', '.join(sorted(listed - set(present))[:5])}"
+        )
     if set(present) - listed:
-        raise ManifestError(f"{shards_dir}: shard(s) not listed in the manifest: {', '.join(sorted(set(present) - listed)[:5])}")
+        raise ManifestError(
+            f"{shards_dir}: shard(s) not listed in the manifest: {', '.join(sorted(set(present) - listed)[:5])}"
+        )
     for entry in entries:
         if present[entry["file"]] != entry["bytes"]:
             raise ManifestError(

@@ -28,10 +28,11 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,8 +46,21 @@ from webtext.core import failures, storage
 from webtext.core.config import ConfigError
 from webtext.core.failures import DROPPED, ERRORS_LOG, BugError, DropSampler, ErrorTally
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, ERROR, OUTCOMES, SCRATCH, AccountingError, InputError, Resources, Stage, StageError
-from webtext.core.stage import StepContext, TaskWorker, conform_input, stage_task
+from webtext.core.stage import (
+    DROP_REASON,
+    ERROR,
+    OUTCOMES,
+    SCRATCH,
+    AccountingError,
+    InputError,
+    Resources,
+    Stage,
+    StageError,
+    StepContext,
+    TaskWorker,
+    conform_input,
+    stage_task,
+)
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -105,11 +119,15 @@ def check_inputs(stage: Stage, files: list[str]) -> int:
                     )
                 continue
             if not _castable(schema.field(name).type, type_):
-                raise InputError(f"{location}: column {name!r} is {schema.field(name).type}, the {stage.name} stage needs {type_}")
+                raise InputError(
+                    f"{location}: column {name!r} is {schema.field(name).type}, the {stage.name} stage needs {type_}"
+                )
         for name in stage.non_null:
             nulls = _null_count(metadata, schema.names.index(name)) if name in schema.names else 0
             if nulls:
-                raise InputError(f"{location}: column {name!r} has {nulls} null value(s); the {stage.name} stage needs every row to have one")
+                raise InputError(
+                    f"{location}: column {name!r} has {nulls} null value(s); the {stage.name} stage needs every row to have one"
+                )
         total += metadata.num_rows
     return total
 
@@ -163,7 +181,13 @@ def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> 
     try:
         return _with_inputs(batch, fn(batch))
     except Exception as exc:  # noqa: BLE001 - one bad document must not kill a batch
-        log.warning("%s: batch of %d rows failed (%s: %s); retrying row by row", stage.name, batch.num_rows, type(exc).__name__, exc)
+        log.warning(
+            "%s: batch of %d rows failed (%s: %s); retrying row by row",
+            stage.name,
+            batch.num_rows,
+            type(exc).__name__,
+            exc,
+        )
     parts = []
     for i in range(batch.num_rows):
         row = batch.slice(i, 1)
@@ -172,7 +196,9 @@ def apply(stage: Stage, fn: Callable[[pa.Table], pa.Table], batch: pa.Table) -> 
         except Exception as exc:  # noqa: BLE001
             log.warning("%s: row %d dropped as %s: %s: %s", stage.name, i, stage.error_reason, type(exc).__name__, exc)
             error = pa.array([failures.format_exception(exc)], pa.string())
-            parts.append(row.append_column(DROP_REASON, pa.array([stage.error_reason], pa.string())).append_column(ERROR, error))
+            parts.append(
+                row.append_column(DROP_REASON, pa.array([stage.error_reason], pa.string())).append_column(ERROR, error)
+            )
     schemas = [p.schema for p in parts if p.num_rows]
     unified = pa.unify_schemas(schemas, promote_options="permissive")
     return _with_inputs(batch, pa.concat_tables([_align(p, unified) for p in parts]))
@@ -192,7 +218,10 @@ def _with_inputs(batch: pa.Table, result: pa.Table) -> pa.Table:
 
 
 def _align(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type) for f in schema]
+    columns = [
+        table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -262,7 +291,13 @@ class StageSink(Datasink):
                     rows += kept.num_rows
         sampler.close()
         kept_count = counts.pop(None, 0)
-        return {"kept": kept_count, "written": rows, "dropped": dict(counts), "outcomes": dict(outcomes), "errors": errors.to_list()}
+        return {
+            "kept": kept_count,
+            "written": rows,
+            "dropped": dict(counts),
+            "outcomes": dict(outcomes),
+            "errors": errors.to_list(),
+        }
 
     def on_write_complete(self, write_result) -> None:
         for result in write_result.write_returns:
@@ -276,7 +311,9 @@ class StageSink(Datasink):
 # -- one run of a stage -----------------------------------------------------------------------------
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_memory_mb: int | None = None) -> None:
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, object_store_memory_mb: int | None = None
+) -> None:
     """Join the cluster at `address` or RAY_ADDRESS (set under `ray job submit`), else (or with
     `local`, Ray's own word for it) start one here."""
     if ray.is_initialized():
@@ -376,7 +413,11 @@ class _Workers:
     on the least busy one. A worker that dies is restarted and its tasks retried."""
 
     def __init__(self, resources: Resources, items: int):
-        options = _remote_args(resources) | {"max_concurrency": resources.threads, "max_restarts": -1, "max_task_retries": 3}
+        options = _remote_args(resources) | {
+            "max_concurrency": resources.threads,
+            "max_restarts": -1,
+            "max_task_retries": 3,
+        }
         count = max(1, min(int(cpus() / max(resources.num_cpus, 1e-9)), -(-items // resources.threads)))
         self.workers = [ray.remote(TaskWorker).options(**options).remote() for _ in range(count)]
         self.load = dict.fromkeys(range(count), 0)
@@ -478,8 +519,12 @@ def _run_map(stage: Stage, files: list[str], out: str, config: Any, stats: Stage
     if resources.actors:
         size = max(1, min(resources.actors, cpus() - 1))
         mapped = ds.map_batches(
-            _ActorFn, fn_constructor_args=(stage, config), batch_format="pyarrow", batch_size=resources.batch_size,
-            compute=ActorPoolStrategy(min_size=1, max_size=size), **_remote_args(resources),
+            _ActorFn,
+            fn_constructor_args=(stage, config),
+            batch_format="pyarrow",
+            batch_size=resources.batch_size,
+            compute=ActorPoolStrategy(min_size=1, max_size=size),
+            **_remote_args(resources),
         )
     else:
         mapped = ds.map_batches(
@@ -524,8 +569,17 @@ def _keep_only(out: str, steps: list[str]) -> None:
             storage.delete(entry)
 
 
-def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: str, stats: StageStats, context: dict,
-               start: float, force: bool) -> tuple[StageStats, dict[str, float]]:
+def _run_steps(
+    stage: Stage,
+    inputs: list[str],
+    out: str,
+    config: Any,
+    digest: str,
+    stats: StageStats,
+    context: dict,
+    start: float,
+    force: bool,
+) -> tuple[StageStats, dict[str, float]]:
     """The steps in order, from the first one without a matching marker (all of them when forced);
     returns the stats and when each step finished (earlier runs' times for the steps resumed from)."""
     done = [] if force else finished_steps(stage, out, digest)
@@ -545,7 +599,7 @@ def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: s
         ctx.summaries[step.name] = marker["summary"]
         finished[step.name] = marker["finished"]
         _progress_print(f"{stage.name}: step {step.name} complete in an earlier run, skipped")
-    for step in stage.steps[len(done):]:
+    for step in stage.steps[len(done) :]:
         resources = step.resources(ctx) if callable(step.resources) else step.resources
         ctx.round = 0
         while True:
@@ -557,10 +611,17 @@ def _run_steps(stage: Stage, inputs: list[str], out: str, config: Any, digest: s
         ctx.stats.seconds = time.perf_counter() - start  # for a finish that publishes the stats (the shards' manifest)
         ctx.summaries[step.name] = step.finish(ctx, results) if step.finish else None
         finished[step.name] = time.time()
-        storage.write_json(storage.join(ctx.folder(step.name), MARKER), {
-            "stage": stage.name, "step": step.name, "fingerprint": digest, "stats": ctx.stats.to_dict(),
-            "summary": ctx.summaries[step.name], "finished": finished[step.name],
-        })
+        storage.write_json(
+            storage.join(ctx.folder(step.name), MARKER),
+            {
+                "stage": stage.name,
+                "step": step.name,
+                "fingerprint": digest,
+                "stats": ctx.stats.to_dict(),
+                "summary": ctx.summaries[step.name],
+                "finished": finished[step.name],
+            },
+        )
     if not storage.list_files(out, (".parquet",)):  # nothing kept: an empty dataset, so later stages see 0 rows
         storage.write_parquet(storage.join(out, "part-00000.parquet"), stage.output.empty_table())
     return ctx.stats, finished
@@ -594,7 +655,7 @@ def input_fingerprint(inputs: list[str]) -> list:
     return parts
 
 
-@lru_cache(maxsize=None)
+@cache
 def _source_digest(module_name: str) -> str:
     """Digest of the Python sources of the package defining a stage and of this core, so that an
     upgraded webtext redoes the stages whose code changed instead of trusting their old markers."""
@@ -611,7 +672,9 @@ def code_fingerprint(stage: Stage) -> str:
 
 
 def fingerprint(stage: Stage, inputs: list[str], config: Any) -> str:
-    payload = json.dumps([stage.name, config_fingerprint(config), code_fingerprint(stage), input_fingerprint(inputs)], default=str)
+    payload = json.dumps(
+        [stage.name, config_fingerprint(config), code_fingerprint(stage), input_fingerprint(inputs)], default=str
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -632,8 +695,9 @@ def upstream_funnel(inputs: list[str]) -> list[dict]:
     return []
 
 
-def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context: dict | None = None,
-              force: bool = False) -> StageStats:
+def run_stage(
+    stage: Stage, inputs: list[str], out: str, config: Any, *, context: dict | None = None, force: bool = False
+) -> StageStats:
     """Run `stage` on `inputs` into the folder `out`, unless its completion marker says it is done.
 
     A failure other than bad input leaves its traceback (or the error budget's report) in
@@ -653,7 +717,9 @@ def run_stage(stage: Stage, inputs: list[str], out: str, config: Any, *, context
             raise BugError(f"{exc} (traceback in {log_location})", details) from None
         if isinstance(exc, (StageError, OSError)):
             raise
-        raise BugError(f"{stage.name}: {type(exc).__name__}: {_first_line(exc)} (traceback in {log_location})", details) from exc
+        raise BugError(
+            f"{stage.name}: {type(exc).__name__}: {_first_line(exc)} (traceback in {log_location})", details
+        ) from exc
 
 
 def _run_stage(stage: Stage, inputs: list[str], out: str, config: Any, context: dict | None, force: bool) -> StageStats:
@@ -701,9 +767,15 @@ def _run_stage(stage: Stage, inputs: list[str], out: str, config: Any, context: 
     samples = [storage.join(scratch, DROPPED)] + [storage.join(step, DROPPED) for step in storage.children(scratch)]
     stats.samples = sorted(failures.merge_samples(samples, out, failures.keep_of(config)))
     storage.write_json(storage.join(out, STATS), stats.to_dict())
-    failures.check_budget(stage.name, stage.unit, stats, stage.budgeted_reasons,
-                          failures.setting(config, "max_error_fraction", failures.MAX_ERROR_FRACTION), errors,
-                          storage.join(out, ERRORS_LOG))
+    failures.check_budget(
+        stage.name,
+        stage.unit,
+        stats,
+        stage.budgeted_reasons,
+        failures.setting(config, "max_error_fraction", failures.MAX_ERROR_FRACTION),
+        errors,
+        storage.join(out, ERRORS_LOG),
+    )
     funnel = upstream_funnel(inputs) + [stats.to_dict()]
     marker = {"stage": stage.name, "fingerprint": digest, "funnel": funnel}
     if steps:

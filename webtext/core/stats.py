@@ -43,7 +43,7 @@ class StageStats:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StageStats":
+    def from_dict(cls, data: dict) -> StageStats:
         return cls(
             stage=data["stage"],
             unit=data["unit"],

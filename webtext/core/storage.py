@@ -15,9 +15,10 @@ import json
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -39,7 +40,7 @@ def normalize(location: str | os.PathLike) -> str:
     text = str(location)
     if is_uri(text):
         if text.startswith("file://"):
-            return str(Path(text[len("file://"):]).absolute())
+            return str(Path(text[len("file://") :]).absolute())
         return text.rstrip("/") if not text.endswith("://") else text
     return str(Path(text).expanduser().absolute())
 
@@ -58,8 +59,11 @@ def _filesystem_for(prefix: str) -> pafs.FileSystem:
     fs, _ = pafs.FileSystem.from_uri(prefix)
     if isinstance(fs, pafs.S3FileSystem):  # from_uri takes no retry strategy: the same store, with one
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        fs = pafs.S3FileSystem(region=fs.region, endpoint_override=endpoint,
-                               retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS))
+        fs = pafs.S3FileSystem(
+            region=fs.region,
+            endpoint_override=endpoint,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+        )
     return fs
 
 
@@ -139,7 +143,7 @@ def list_files(location: str | os.PathLike, suffixes: tuple[str, ...] = (), recu
     for entry in infos:
         if entry.type != pafs.FileType.File:
             continue
-        relative = entry.path[len(path.rstrip("/")) + 1:]
+        relative = entry.path[len(path.rstrip("/")) + 1 :]
         if any(hidden(part) for part in relative.split("/")):
             continue
         if suffixes and not entry.path.endswith(suffixes):

@@ -38,7 +38,19 @@ def fetch_ranks(target: Path) -> Path:
     """Take gpt2.tiktoken out of the openai-whisper sdist (via pip, so only the registry is needed)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        command = [sys.executable, "-m", "pip", "download", WHISPER_SDIST, "--no-deps", "--no-binary", ":all:", "-d", tmp, "-q"]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            WHISPER_SDIST,
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "-d",
+            tmp,
+            "-q",
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
         sdists = list(Path(tmp).glob("*.tar.gz"))
         if result.returncode != 0 or not sdists:

@@ -61,7 +61,7 @@ def write_dump(path: Path, links: list[tuple[str, str]], seed: int = 0) -> dict[
         records.append(record)
         planted[kind] += 1
 
-    for i, (url, kind) in enumerate(links):
+    for i, (url, _kind) in enumerate(links):
         add("link", make(url, rng.randint(3, 500)))
         if i % 10 == 0:  # posted again: &amp;-escaped with tracking parameters and a fragment
             add("repost", make(url + "?utm_source=reddit&amp;utm_medium=social#comments", rng.randint(0, 50)))

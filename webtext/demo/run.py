@@ -60,7 +60,9 @@ def run_demo(out_dir: Path | None = None, articles: int = 200, train_steps: int 
     out_dir = Path(out_dir or f"webtext-demo-{datetime.now():%Y%m%d-%H%M%S}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     evalset = demo_evalset(out_dir)
-    with DemoSite(seed=0, n_articles=articles, eval_passages=paragraphs(evalset)[:PLANTED_PASSAGES], slow_seconds=8.0) as site:
+    with DemoSite(
+        seed=0, n_articles=articles, eval_passages=paragraphs(evalset)[:PLANTED_PASSAGES], slow_seconds=8.0
+    ) as site:
         step = time.perf_counter()
         dump = out_dir / "dumps" / "RS_demo.zst"
         dump.parent.mkdir(exist_ok=True)
@@ -79,10 +81,12 @@ def run_demo(out_dir: Path | None = None, articles: int = 200, train_steps: int 
     result = train(config.train)
     timings["train"] = time.perf_counter() - step
     timings["total"] = time.perf_counter() - start
-    (out_dir / "timings.json").write_text(json.dumps(
-        {"seconds": {k: round(v, 2) for k, v in timings.items()}, "train_tokens_per_s": round(result.tokens_per_s)},
-        indent=2,
-    ))
+    (out_dir / "timings.json").write_text(
+        json.dumps(
+            {"seconds": {k: round(v, 2) for k, v in timings.items()}, "train_tokens_per_s": round(result.tokens_per_s)},
+            indent=2,
+        )
+    )
     print("\nwall time: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in timings.items()))
     print(f"everything is in {out_dir}")
     print(f"look inside with: webtext inspect {out_dir / 'shards'}")

@@ -23,11 +23,16 @@ def render(site: str, title: str, paragraphs: list[str], printable: bool = False
     """An article page with the boilerplate real pages have (or the plainer print version)."""
     body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
     if printable:
-        return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)} (print)</title></head>"
-                f"<body><div class='print-header'>Printed from The {site.title()} Daily</div>"
-                f"<article><h1>{html.escape(title)}</h1>{body}</article>"
-                "<p class='print-footer'>Copyright The Daily. Reproduction prohibited.</p></body></html>").encode()
-    nav = "".join(f"<li><a href='/section/{s}'>{s.title()}</a></li>" for s in ("world", "local", "business", "sports", "culture", "opinion"))
+        return (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)} (print)</title></head>"
+            f"<body><div class='print-header'>Printed from The {site.title()} Daily</div>"
+            f"<article><h1>{html.escape(title)}</h1>{body}</article>"
+            "<p class='print-footer'>Copyright The Daily. Reproduction prohibited.</p></body></html>"
+        ).encode()
+    nav = "".join(
+        f"<li><a href='/section/{s}'>{s.title()}</a></li>"
+        for s in ("world", "local", "business", "sports", "culture", "opinion")
+    )
     related = "".join(f"<li><a href='/news/related-{i}'>Related story number {i}</a></li>" for i in range(1, 6))
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
@@ -59,7 +64,15 @@ class DemoSite:
 
     # -- content --------------------------------------------------------------------------------
 
-    def _add(self, site: str, path: str, body: bytes, kind: str | None, status: int = 200, content_type: str = "text/html; charset=utf-8"):
+    def _add(
+        self,
+        site: str,
+        path: str,
+        body: bytes,
+        kind: str | None,
+        status: int = 200,
+        content_type: str = "text/html; charset=utf-8",
+    ):
         self.pages[(site, path)] = (status, content_type, body)
         if kind:
             self._links.append((self.url(site, path), kind))
@@ -84,16 +97,28 @@ class DemoSite:
             paragraphs = [" ".join(sentences[k:] + sentences[:k]) for k in range(len(sentences))]
             self._add("news", f"/intl/{lang}", render("news", sentences[0][:40], paragraphs), "non_english")
         for k in range(2):
-            self._add("blog", f"/brief/{k}", render("blog", "Brief", ["Road closed on Main Street until Friday due to repairs, officials said today."]), "too_short")
+            self._add(
+                "blog",
+                f"/brief/{k}",
+                render(
+                    "blog", "Brief", ["Road closed on Main Street until Friday due to repairs, officials said today."]
+                ),
+                "too_short",
+            )
         title, paragraphs = writer.article()
         self._add("news", "/news/moved-target", render("news", title, paragraphs), None)
         self.redirects[("news", "/news/moved")] = "/news/moved-target"
         self._links.append((self.url("news", "/news/moved"), "redirect"))
         self.redirects[("blog", "/loop")] = "/loop"
         self._links.append((self.url("blog", "/loop"), "redirect_loop"))
-        self._links += [(self.url("news", "/news/gone-1"), "not_found"), (self.url("blog", "/news/gone-2"), "not_found")]
+        self._links += [
+            (self.url("news", "/news/gone-1"), "not_found"),
+            (self.url("blog", "/news/gone-2"), "not_found"),
+        ]
         self._add("news", "/broken", b"<html><body>Internal error</body></html>", "server_error", status=500)
-        self._add("blog", "/files/annual-report", b"%PDF-1.4\n" + b"0" * 20_000, "non_html", content_type="application/pdf")
+        self._add(
+            "blog", "/files/annual-report", b"%PDF-1.4\n" + b"0" * 20_000, "non_html", content_type="application/pdf"
+        )
         self._add("news", "/slow", render("news", "Slow", ["This page answers too late."]), "slow")
         title, paragraphs = writer.article()
         self._add("news", "/private/memo", render("news", title, paragraphs), "robots_denied")
@@ -148,7 +173,7 @@ class DemoSite:
     def links(self) -> list[tuple[str, str]]:
         return list(self._links)
 
-    def start(self) -> "DemoSite":
+    def start(self) -> DemoSite:
         for server in self.servers.values():
             threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
@@ -158,7 +183,7 @@ class DemoSite:
             server.shutdown()
             server.server_close()
 
-    def __enter__(self) -> "DemoSite":
+    def __enter__(self) -> DemoSite:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -9,9 +9,22 @@ FIRST = "Anna Ben Carla David Elena Frank Grace Henry Irene James Karen Liam Mar
 LAST = "Adams Baker Carter Dawson Ellis Fisher Garcia Hughes Irving Jensen Keller Lambert Morgan Nolan Owens Parker Quinlan Reyes Schmidt Turner Usher Vaughn Walsh Young Zimmer Brooks Chandler Doyle Emerson Foster Grant Harper Ingram Jordan Knight Lowell Mercer Newman Porter Russell".split()
 CITIES = "Springfield Riverton Lakewood Fairview Brookfield Greenville Maplewood Oakridge Westport Ashford Bellmont Cedarville Danbury Eastwick Fulton Glenwood Harrisburg Ironwood Jamestown Kingsley Linden Milford Newbury Oldham Pinecrest Redmond Salem Thornton Upton Vernon Weston Yorktown".split()
 ORGS = [
-    "city council", "school board", "state university", "regional hospital", "transit authority", "water utility",
-    "chamber of commerce", "public library", "farmers cooperative", "historical society", "county court",
-    "fire department", "parks department", "housing agency", "health department", "planning commission",
+    "city council",
+    "school board",
+    "state university",
+    "regional hospital",
+    "transit authority",
+    "water utility",
+    "chamber of commerce",
+    "public library",
+    "farmers cooperative",
+    "historical society",
+    "county court",
+    "fire department",
+    "parks department",
+    "housing agency",
+    "health department",
+    "planning commission",
 ]
 TOPICS = {
     "science": "telescope laboratory experiment molecule researcher sample vaccine particle genome satellite fossil microscope climate reactor orbit protein sensor dataset theory measurement".split(),
@@ -24,13 +37,24 @@ TOPICS = {
 ADJECTIVES = "new old large small local national early late modest ambitious careful surprising popular unusual quiet busy costly efficient remote historic rural urban annual recent major minor bold cautious steady sudden familiar rare".split()
 VERBS_PAST = "announced approved rejected delayed expanded reviewed launched criticized funded opened studied measured replaced tested defended questioned praised revised completed described".split()
 VERBS = "support expand reduce improve delay review replace fund study protect build test change explain finish extend measure publish repair organize".split()
-TIMES = ["on Monday", "on Tuesday", "last week", "this spring", "in early March", "over the weekend", "last autumn", "on Friday evening", "earlier this month", "in late October"]
+TIMES = [
+    "on Monday",
+    "on Tuesday",
+    "last week",
+    "this spring",
+    "in early March",
+    "over the weekend",
+    "last autumn",
+    "on Friday evening",
+    "earlier this month",
+    "in late October",
+]
 
 TEMPLATES = [
     "{person}, who leads the {org} in {city}, said the {noun} would {verb} {number} {nouns} by {year}.",
     "The {org} {verb_past} a {adj} plan for the {noun} {time}, according to {person}.",
     "Officials in {city} {verb_past} the {noun} after {number} residents asked for a {adj} {noun2}.",
-    "\"We want to {verb} the {noun} without hurting the {noun2},\" {person} told reporters {time}.",
+    '"We want to {verb} the {noun} without hurting the {noun2}," {person} told reporters {time}.',
     "Critics argued that the {adj} {noun} cost more than the {org} had promised in {year}.",
     "{person} has spent {number} years working on the {noun} and plans to {verb} it again next year.",
     "A {adj} report from the {org} found that {number} percent of {nouns} in {city} needed repair.",
@@ -59,10 +83,19 @@ class ArticleWriter:
         r, words = self.rng, TOPICS[topic]
         noun, noun2 = r.sample(words, 2)
         return r.choice(TEMPLATES).format(
-            person=self.person(), person2=self.person(), org=r.choice(ORGS), city=r.choice(CITIES),
-            noun=noun, noun2=noun2, nouns=r.choice(words) + "s", adj=r.choice(ADJECTIVES),
-            verb=r.choice(VERBS), verb_past=r.choice(VERBS_PAST), number=r.randint(2, 950),
-            year=r.randint(1995, 2017), time=r.choice(TIMES),
+            person=self.person(),
+            person2=self.person(),
+            org=r.choice(ORGS),
+            city=r.choice(CITIES),
+            noun=noun,
+            noun2=noun2,
+            nouns=r.choice(words) + "s",
+            adj=r.choice(ADJECTIVES),
+            verb=r.choice(VERBS),
+            verb_past=r.choice(VERBS_PAST),
+            number=r.randint(2, 950),
+            year=r.randint(1995, 2017),
+            time=r.choice(TIMES),
         )
 
     def title(self, topic: str) -> str:

@@ -68,8 +68,15 @@ REASONS = {
 
 
 def size_category(n: int) -> str:
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     return next((label for bound, label in bounds if n < bound), "n>1T")
 
 
@@ -114,42 +121,81 @@ def render(manifest: dict, overlap: dict | None = None) -> str:
         f"{len(manifest['shards'])} Parquet shard(s), {manifest.get('bytes', 0):,} bytes; schema version "
         f"{manifest['schema_version']}.\n"
     )
-    parts.append("## Loading\n\n```python\nfrom datasets import load_dataset\nds = load_dataset(\"path/to/shards\")  # this card's configs\n"
-                 "ds = load_dataset(\"parquet\", data_files=\"path/to/shards/data/*.parquet\")\n"
-                 "import pandas, polars, duckdb, pyarrow.parquet as pq\npq.read_table(\"path/to/shards/data\")\n"
-                 "pandas.read_parquet(\"path/to/shards/data\")\npolars.read_parquet(\"path/to/shards/data/*.parquet\")\n"
-                 "duckdb.sql(\"select count(*) from 'path/to/shards/data/*.parquet'\")\n```\n\n"
-                 "Each shard's rows, bytes and sha256 are in `manifest.json`; `webtext validate` checks them.\n")
+    parts.append(
+        '## Loading\n\n```python\nfrom datasets import load_dataset\nds = load_dataset("path/to/shards")  # this card\'s configs\n'
+        'ds = load_dataset("parquet", data_files="path/to/shards/data/*.parquet")\n'
+        'import pandas, polars, duckdb, pyarrow.parquet as pq\npq.read_table("path/to/shards/data")\n'
+        'pandas.read_parquet("path/to/shards/data")\npolars.read_parquet("path/to/shards/data/*.parquet")\n'
+        "duckdb.sql(\"select count(*) from 'path/to/shards/data/*.parquet'\")\n```\n\n"
+        "Each shard's rows, bytes and sha256 are in `manifest.json`; `webtext validate` checks them.\n"
+    )
     harvest = config.get("harvest") or {}
     dumps = config.get("dumps") or []
-    parts.append("## Sources\n\n"
-                 f"Outbound links of Reddit submissions"
-                 f"{f' ({len(dumps)} dump file(s): ' + ', '.join(storage.name(d) for d in dumps[:10]) + ')' if dumps else ''}, "
-                 f"kept when a submission reached {harvest.get('min_karma', 3)} karma "
-                 f"(rule `{harvest.get('karma_rule', 'submission')}`); pages crawled, main text extracted with trafilatura.\n")
+    parts.append(
+        "## Sources\n\n"
+        f"Outbound links of Reddit submissions"
+        f"{f' ({len(dumps)} dump file(s): ' + ', '.join(storage.name(d) for d in dumps[:10]) + ')' if dumps else ''}, "
+        f"kept when a submission reached {harvest.get('min_karma', 3)} karma "
+        f"(rule `{harvest.get('karma_rule', 'submission')}`); pages crawled, main text extracted with trafilatura.\n"
+    )
     for key, label in (("domains", "domain"), ("subreddits", "subreddit")):
         top = list(totals.get(key, {}).items())[:15]
         if top:
-            parts.append(f"Top {label}s (documents):\n\n" + _table([label, "documents"], [[k, f"{v:,}"] for k, v in top]) + "\n")
+            parts.append(
+                f"Top {label}s (documents):\n\n" + _table([label, "documents"], [[k, f"{v:,}"] for k, v in top]) + "\n"
+            )
     if funnel:
-        parts.append("## Funnel\n\n" + _table(
-            ["stage", "unit", "in", "out", "dropped"],
-            [[s["stage"], s["unit"], f"{s['input']:,}", f"{s['output']:,}", f"{sum(s.get('dropped', {}).values()):,}"] for s in funnel],
-        ) + "\n")
-    removed = [[s["stage"], reason, f"{n:,}", REASONS.get(reason, ""), _examples(s, reason)]
-               for s in funnel for reason, n in sorted(s.get("dropped", {}).items(), key=lambda kv: -kv[1])]
-    parts.append("## What was removed and why\n\n" + (
-        _table(["stage", "reason", "count", "why", "examples"], removed)
-        + "\nExamples: the same rows of each reason on every build, in the build's `<stage>/_dropped/<reason>.parquet`; "
-          "`webtext inspect OUT/<stage> --dropped <reason>` shows them.\n" if removed else "Nothing was removed.") + "\n")
+        parts.append(
+            "## Funnel\n\n"
+            + _table(
+                ["stage", "unit", "in", "out", "dropped"],
+                [
+                    [
+                        s["stage"],
+                        s["unit"],
+                        f"{s['input']:,}",
+                        f"{s['output']:,}",
+                        f"{sum(s.get('dropped', {}).values()):,}",
+                    ]
+                    for s in funnel
+                ],
+            )
+            + "\n"
+        )
+    removed = [
+        [s["stage"], reason, f"{n:,}", REASONS.get(reason, ""), _examples(s, reason)]
+        for s in funnel
+        for reason, n in sorted(s.get("dropped", {}).items(), key=lambda kv: -kv[1])
+    ]
+    parts.append(
+        "## What was removed and why\n\n"
+        + (
+            _table(["stage", "reason", "count", "why", "examples"], removed)
+            + "\nExamples: the same rows of each reason on every build, in the build's `<stage>/_dropped/<reason>.parquet`; "
+            "`webtext inspect OUT/<stage> --dropped <reason>` shows them.\n"
+            if removed
+            else "Nothing was removed."
+        )
+        + "\n"
+    )
     parts.append(_decontamination(funnel, config, overlap, totals))
     histogram = totals.get("words_histogram")
     if histogram and sum(histogram):
         edges = summary.WORD_EDGES
-        rows = [[f"{edges[i]:,}–{edges[i + 1] - 1:,}" if i + 2 < len(edges) else f"≥ {edges[i]:,}", f"{n:,}"] for i, n in enumerate(histogram) if n]
+        rows = [
+            [f"{edges[i]:,}–{edges[i + 1] - 1:,}" if i + 2 < len(edges) else f"≥ {edges[i]:,}", f"{n:,}"]
+            for i, n in enumerate(histogram)
+            if n
+        ]
         parts.append("## Document length\n\n" + _table(["words", "documents"], rows) + "\n")
-    parts.append("## Schema\n\n" + _table(["column", "type", "description"],
-                                           [[f"`{c['name']}`", f"`{c['type']}`", COLUMNS.get(c["name"], "")] for c in manifest.get("schema", [])]) + "\n")
+    parts.append(
+        "## Schema\n\n"
+        + _table(
+            ["column", "type", "description"],
+            [[f"`{c['name']}`", f"`{c['type']}`", COLUMNS.get(c["name"], "")] for c in manifest.get("schema", [])],
+        )
+        + "\n"
+    )
     parts.append(
         "## Known limitations\n\n"
         "- Web text linked from Reddit reflects Reddit's users, topics and biases; it is not filtered for toxicity or personal data.\n"
@@ -160,13 +206,19 @@ def render(manifest: dict, overlap: dict | None = None) -> str:
         "- Copyright of the texts stays with their authors; check the terms before redistributing.\n"
     )
     libraries = manifest.get("libraries", {})
-    parts.append("## Provenance\n\nBuilt " + manifest.get("created", "") + " with " +
-                 ", ".join(f"{k} {v}" for k, v in libraries.items() if v != "not installed") +
-                 ". The full build config is in `manifest.json` (`config`).\n")
+    parts.append(
+        "## Provenance\n\nBuilt "
+        + manifest.get("created", "")
+        + " with "
+        + ", ".join(f"{k} {v}" for k, v in libraries.items() if v != "not installed")
+        + ". The full build config is in `manifest.json` (`config`).\n"
+    )
     return "\n".join(parts)
 
 
-def _decontamination(funnel: list[dict], config: dict, overlap: dict | None, manifest_summary: dict | None = None) -> str:
+def _decontamination(
+    funnel: list[dict], config: dict, overlap: dict | None, manifest_summary: dict | None = None
+) -> str:
     stage = next((s for s in funnel if s["stage"] == "decontaminate"), None)
     if stage is None and overlap is None and not (manifest_summary or {}).get("with_eval_ngrams"):
         return "## Decontamination\n\nThis build did not run the decontaminate stage.\n"
@@ -174,20 +226,33 @@ def _decontamination(funnel: list[dict], config: dict, overlap: dict | None, man
     evalsets = [storage.name(e) for e in section.get("evalsets", [])]
     text = "## Decontamination\n\n"
     if stage is not None:
-        text += (f"Documents sharing a normalized {section.get('ngram', 8)}-gram with "
-                 f"{', '.join(evalsets) if evalsets else 'the evaluation sets'} were removed: "
-                 f"{stage.get('dropped', {}).get('contaminated', 0):,} of {stage['input']:,}.\n")
+        text += (
+            f"Documents sharing a normalized {section.get('ngram', 8)}-gram with "
+            f"{', '.join(evalsets) if evalsets else 'the evaluation sets'} were removed: "
+            f"{stage.get('dropped', {}).get('contaminated', 0):,} of {stage['input']:,}.\n"
+        )
         if stage.get("outcomes"):
-            text += "\n" + _table(["outcome", "documents"], [[k, f"{v:,}"] for k, v in stage["outcomes"].items()]) + "\n"
+            text += (
+                "\n" + _table(["outcome", "documents"], [[k, f"{v:,}"] for k, v in stage["outcomes"].items()]) + "\n"
+            )
     flagged = (manifest_summary or {}).get("with_eval_ngrams", 0)
     if flagged:
         text += f"\n{flagged:,} document(s) in these shards share n-grams with an evaluation set (flagged in `eval_ngram_matches`, kept).\n"
     if overlap and isinstance(overlap.get("sets"), dict):
-        text += (f"\nShare of each evaluation set's {overlap.get('ngram', section.get('ngram', 8))}-grams found in the documents "
-                 f"before decontamination (GPT-2 paper, Table 6):\n\n")
-        text += _table(["eval set", "n-grams", "found", "% in corpus"],
-                       [[name, f"{row.get('ngrams', 0):,}", f"{row.get('found', 0):,}", f"{row.get('percent', 0):.2f}%"]
-                        for name, row in overlap["sets"].items()]) + "\n"
+        text += (
+            f"\nShare of each evaluation set's {overlap.get('ngram', section.get('ngram', 8))}-grams found in the documents "
+            f"before decontamination (GPT-2 paper, Table 6):\n\n"
+        )
+        text += (
+            _table(
+                ["eval set", "n-grams", "found", "% in corpus"],
+                [
+                    [name, f"{row.get('ngrams', 0):,}", f"{row.get('found', 0):,}", f"{row.get('percent', 0):.2f}%"]
+                    for name, row in overlap["sets"].items()
+                ],
+            )
+            + "\n"
+        )
     elif overlap:
         text += "\nOverlap report of the decontaminate stage:\n\n```json\n" + _json(overlap) + "\n```\n"
     return text

@@ -8,7 +8,7 @@ only the files of the id's hash bucket and the row groups whose id range can hol
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,16 +54,20 @@ def scan(files: list[str], columns: list[str]) -> dict:
     return out
 
 
-def inspect_shards(shards_dir: str, samples: int = 2, top: int = 10, plot: str | None = None, echo: Callable = print) -> dict:
+def inspect_shards(
+    shards_dir: str, samples: int = 2, top: int = 10, plot: str | None = None, echo: Callable = print
+) -> dict:
     shards_dir = storage.normalize(shards_dir)
     manifest, entries = _files(shards_dir)
     files = [location for location, _ in entries]
     totals = scan(files, SUMMARY_COLUMNS)
     total_bytes = sum(storage.size(f) for f in files)
     tokens = totals.get("tokens")
-    echo(f"{shards_dir}: {totals['documents']:,} documents, "
-         f"{f'{tokens:,}' if tokens is not None else 'n/a'} GPT-2 tokens, {totals.get('words', 0):,} words, "
-         f"{total_bytes:,} bytes in {len(files)} shard(s); schema version {manifest.get('schema_version')}")
+    echo(
+        f"{shards_dir}: {totals['documents']:,} documents, "
+        f"{f'{tokens:,}' if tokens is not None else 'n/a'} GPT-2 tokens, {totals.get('words', 0):,} words, "
+        f"{total_bytes:,} bytes in {len(files)} shard(s); schema version {manifest.get('schema_version')}"
+    )
     if files:
         echo("\nschema:")
         with storage.open_input(files[0]) as f:
@@ -75,8 +79,10 @@ def inspect_shards(shards_dir: str, samples: int = 2, top: int = 10, plot: str |
     histogram = totals.get("words_histogram")
     if histogram and sum(histogram):
         q = summary.quantiles(histogram)
-        echo(f"\nwords per document (histogram bin upper edges) min <= {q[0]:,}, q1 <= {q[1]:,}, median <= {q[2]:,}, "
-             f"q3 <= {q[3]:,}, max <= {q[4]:,}")
+        echo(
+            f"\nwords per document (histogram bin upper edges) min <= {q[0]:,}, q1 <= {q[1]:,}, median <= {q[2]:,}, "
+            f"q3 <= {q[3]:,}, max <= {q[4]:,}"
+        )
         edges = summary.WORD_EDGES
         for i, n in enumerate(histogram):
             if n:

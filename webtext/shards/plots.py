@@ -84,7 +84,9 @@ def write_plots(folder: str, manifest: dict, totals: dict, top: int = 20) -> lis
     if totals.get("domains"):
         written.append(top_chart(totals["domains"], f"top {top} domains", storage.join(folder, "domains.png"), top))
     if totals.get("subreddits"):
-        written.append(top_chart(totals["subreddits"], f"top {top} subreddits", storage.join(folder, "subreddits.png"), top))
+        written.append(
+            top_chart(totals["subreddits"], f"top {top} subreddits", storage.join(folder, "subreddits.png"), top)
+        )
     if totals.get("months"):
         written.append(months_chart(totals["months"], storage.join(folder, "months.png")))
     return written

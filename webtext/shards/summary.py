@@ -30,7 +30,9 @@ def _top(values: pa.Array, top: int | None = TOP) -> dict[str, int]:
     if not len(values):
         return {}
     counts = pc.value_counts(values)
-    pairs = sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()), key=lambda kv: (-kv[1], kv[0]))
+    pairs = sorted(
+        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()), key=lambda kv: (-kv[1], kv[0])
+    )
     return dict(pairs if top is None else pairs[:top])
 
 
@@ -70,7 +72,11 @@ def summarize(table: pa.Table, top: int | None = TOP) -> dict:
         out["subreddits"] = _top(_array(pc.list_flatten(table.column("subreddits"))), top)
     if "created_utc" in names:
         created = _array(table.column("created_utc")).drop_null()
-        months = pc.strftime(created.cast(pa.timestamp("s", tz="UTC")), format="%Y-%m") if len(created) else pa.array([], pa.string())
+        months = (
+            pc.strftime(created.cast(pa.timestamp("s", tz="UTC")), format="%Y-%m")
+            if len(created)
+            else pa.array([], pa.string())
+        )
         out["months"] = _top(months, None)
     return out
 

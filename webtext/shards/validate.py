@@ -68,7 +68,9 @@ def check_file(location: str, entry: dict, buckets: int | None) -> tuple[list[st
                 for name in REQUIRED:
                     nulls = table.column(name).null_count
                     if nulls:
-                        problems.append(f"{location}: row group {group}: {nulls} null value(s) in required column {name!r}")
+                        problems.append(
+                            f"{location}: row group {group}: {nulls} null value(s) in required column {name!r}"
+                        )
                 ids = table.column("id").combine_chunks().drop_null()
                 if len(ids):
                     problems += _id_problems(location, ids, row, last, buckets, entry.get("bucket"))
@@ -81,7 +83,9 @@ def check_file(location: str, entry: dict, buckets: int | None) -> tuple[list[st
     return problems, first, last
 
 
-def _id_problems(location: str, ids: pa.Array, row: int, previous: str | None, buckets: int | None, bucket: int | None) -> list[str]:
+def _id_problems(
+    location: str, ids: pa.Array, row: int, previous: str | None, buckets: int | None, bucket: int | None
+) -> list[str]:
     problems = []
     offset = 0 if previous is None else 1
     chain = ids if previous is None else pa.concat_arrays([pa.array([previous], ids.type), ids])
@@ -92,7 +96,9 @@ def _id_problems(location: str, ids: pa.Array, row: int, previous: str | None, b
             k = pc.index(bad, True).as_py()
             before, value = chain[k].as_py(), chain[k + 1].as_py()
             what = "duplicate id" if value == before else "id out of order"
-            problems.append(f"{location}: row {row + k + 1 - offset}: {what} {value!r} ({count} such row(s) in row group)")
+            problems.append(
+                f"{location}: row {row + k + 1 - offset}: {what} {value!r} ({count} such row(s) in row group)"
+            )
     if buckets is not None and bucket is not None:
         wrong = np.flatnonzero(buckets_of(ids, buckets) != bucket)
         if len(wrong):
@@ -113,12 +119,18 @@ def validate(shards_dir: str) -> list[str]:
     manifest_path = storage.join(shards_dir, MANIFEST)
     problems = []
     if manifest.get("schema_version") != SCHEMA_VERSION:
-        problems.append(f"{manifest_path}: schema version {manifest.get('schema_version')!r}, this webtext reads {SCHEMA_VERSION!r}")
+        problems.append(
+            f"{manifest_path}: schema version {manifest.get('schema_version')!r}, this webtext reads {SCHEMA_VERSION!r}"
+        )
     entries = manifest.get("shards")
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "file" in e for e in entries):
         return problems + [f"{manifest_path}: no valid `shards` list"]
     data_dir = storage.join(shards_dir, DATA)
-    present = {f"{DATA}/{storage.name(f)}" for f in storage.list_files(data_dir, recursive=False)} if storage.exists(data_dir) else set()
+    present = (
+        {f"{DATA}/{storage.name(f)}" for f in storage.list_files(data_dir, recursive=False)}
+        if storage.exists(data_dir)
+        else set()
+    )
     listed = [e["file"] for e in entries]
     for name in sorted(present - set(listed)):
         problems.append(f"{storage.join(shards_dir, *name.split('/'))}: not listed in the manifest")
@@ -126,7 +138,9 @@ def validate(shards_dir: str) -> list[str]:
     if buckets is None:
         problems.append(f"{manifest_path}: no `buckets`: duplicate ids across files cannot be checked")
     if sum(e.get("rows", 0) for e in entries) != manifest.get("documents"):
-        problems.append(f"{manifest_path}: shard rows add up to {sum(e.get('rows', 0) for e in entries)}, `documents` says {manifest.get('documents')}")
+        problems.append(
+            f"{manifest_path}: shard rows add up to {sum(e.get('rows', 0) for e in entries)}, `documents` says {manifest.get('documents')}"
+        )
     todo = []
     for entry in entries:
         location = storage.join(shards_dir, *entry["file"].split("/"))
@@ -144,5 +158,7 @@ def validate(shards_dir: str) -> list[str]:
     for files in ranges.values():
         for (_, _, last), (location, first, _) in zip(files, files[1:]):
             if first <= last:
-                problems.append(f"{location}: first id {first!r} is not after the previous file's last id {last!r} of the same bucket")
+                problems.append(
+                    f"{location}: first id {first!r} is not after the previous file's last id {last!r} of the same bucket"
+                )
     return problems

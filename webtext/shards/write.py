@@ -78,7 +78,9 @@ def bucket_count(rows: int, max_rows: int) -> int:
 
 def buckets_of(ids: pa.Array, count: int) -> np.ndarray:
     """Bucket of each id: xxh64 of its UTF-8 bytes mod `count` (stable across processes and machines)."""
-    return np.fromiter((xxhash.xxh64_intdigest(i.encode()) % count for i in ids.to_pylist()), dtype=np.int64, count=len(ids))
+    return np.fromiter(
+        (xxhash.xxh64_intdigest(i.encode()) % count for i in ids.to_pylist()), dtype=np.int64, count=len(ids)
+    )
 
 
 # -- scatter ----------------------------------------------------------------------------------------
@@ -89,7 +91,9 @@ def _check_required(table: pa.Table, location: str, first_row: int) -> None:
         nulls = table.column(name).null_count
         if nulls:
             row = first_row + pc.index(pc.is_null(table.column(name)), True).as_py()
-            raise InputError(f"{location}: row {row}: `{name}` is null ({nulls} such rows in this chunk); documents need an id and a text")
+            raise InputError(
+                f"{location}: row {row}: `{name}` is null ({nulls} such rows in this chunk); documents need an id and a text"
+            )
 
 
 def _write_chunk(table: pa.Table, count: int, path: str) -> list[int]:
@@ -210,7 +214,15 @@ def gather(item: GatherTask) -> dict:
         location = storage.join(item.out, *relative.split("/"))
         with storage.parquet_writer(location, SHARD_SCHEMA, compression=item.compression) as writer:
             writer.write_table(part, row_group_size=item.row_group_rows)
-        entries.append({"file": relative, "bucket": item.bucket, "rows": part.num_rows, "bytes": storage.size(location), "sha256": sha256_file(location)})
+        entries.append(
+            {
+                "file": relative,
+                "bucket": item.bucket,
+                "rows": part.num_rows,
+                "bytes": storage.size(location),
+                "sha256": sha256_file(location),
+            }
+        )
         summaries.append(summary.summarize(part.select([c for c in summary.COLUMNS if c in part.column_names])))
     return {"entries": entries, "summary": summary.merge(summaries), "duplicates": duplicates}
 
@@ -229,7 +241,9 @@ def _scattered(ctx: StepContext, scattered: list) -> dict:
     count = bucket_count(ctx.stats.input, (ctx.config or ShardConfig()).max_rows_per_shard)
     # the driver holds chunks x buckets counts (a few MB for tens of millions of documents), never rows
     paths = [path for results in scattered for path, _ in results]
-    counts = np.array([per_bucket for results in scattered for _, per_bucket in results], dtype=np.int64).reshape(len(paths), count)
+    counts = np.array([per_bucket for results in scattered for _, per_bucket in results], dtype=np.int64).reshape(
+        len(paths), count
+    )
     rows = counts.sum(axis=0).tolist()
     write_plan(storage.join(ctx.folder("scatter"), PLAN), paths, counts)
     if sum(rows) != ctx.stats.input:
@@ -244,7 +258,9 @@ def _gather_tasks(ctx: StepContext) -> list[GatherTask]:
     plan = storage.join(ctx.folder("scatter"), PLAN)
     items, first = [], 0
     for bucket, files in enumerate(per_bucket_files):
-        items.append(GatherTask(bucket, plan, first, files, total_files, ctx.out, config.compression, config.row_group_rows))
+        items.append(
+            GatherTask(bucket, plan, first, files, total_files, ctx.out, config.compression, config.row_group_rows)
+        )
         first += files
     return items
 
@@ -265,7 +281,9 @@ def _gathered(ctx: StepContext, results: list[dict]) -> None:
         "words": totals.get("words", 0),
         "tokens": totals.get("tokens"),
         "bytes": sum(entry["bytes"] for entry in entries),
-        "buckets": len(results),  # a document's bucket: xxh64(UTF-8 id) mod buckets; each file holds one bucket's id range
+        "buckets": len(
+            results
+        ),  # a document's bucket: xxh64(UTF-8 id) mod buckets; each file holds one bucket's id range
         "shards": entries,
         "summary": totals,
         "schema": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in SHARD],
@@ -303,4 +321,3 @@ def _overlap(inputs: list[str]) -> dict | None:
             if storage.exists(candidate):
                 return storage.read_json(candidate)
     return None
-
