@@ -24,7 +24,7 @@ import socket
 import urllib.request
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 HEALTHY_KINDS = ("healthy", "slow", "errors", "rate_limited", "redirect", "flaky", "robots_4xx")
 FAILING_KINDS = ("refused", "blackhole", "robots_hang", "robots_5xx", "nxdomain")
@@ -91,7 +91,6 @@ class Web:
     silent_dns_port: int = 0
     names: bool = True  # URLs by name (resolved by the DNS server), else by address
     redirect_to: str = ""  # the healthy host redirects point at
-    extra: dict = field(default_factory=dict)
 
     def host_url(self, host: Host) -> str:
         return f"http://{host.name if self.names else host.address}:{self.port}"
@@ -190,7 +189,6 @@ def make_web(
 class _Servers:
     def __init__(self, web: Web):
         self.web = web
-        self.by_address = {h.address: h for h in web.hosts}
         self.by_name = {h.name: h for h in web.hosts}
         self.connections: Counter = Counter()
         self.requests: Counter = Counter()

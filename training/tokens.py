@@ -32,13 +32,7 @@ def tokenize_file(src: str, out_dir: str, name: str) -> dict:
         groups = [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)]
         if storage.exists(idx_path) and storage.exists(bin_path):  # finished by an earlier run
             offsets, _ = read_token_index(bin_path)
-            return {
-                "file": f"{name}.bin",
-                "source": storage.name(src),
-                "docs": len(offsets) - 1,
-                "tokens": int(offsets[-1]),
-                "groups": groups,
-            }
+            return _entry(name, src, offsets, groups)
         encoding, offsets, hashes = gpt2_encoding(), [np.zeros(1, dtype=np.int64)], []
         with storage.atomic_output(bin_path) as out:
             for g in range(parquet.num_row_groups):
@@ -54,11 +48,16 @@ def tokenize_file(src: str, out_dir: str, name: str) -> dict:
     buffer = io.BytesIO()
     np.savez(buffer, offsets=offsets_all, hashes=np.concatenate(hashes) if hashes else np.zeros(0, np.uint64))
     storage.write_bytes(idx_path, buffer.getvalue())
+    return _entry(name, src, offsets_all, groups)
+
+
+def _entry(name: str, src: str, offsets: np.ndarray, groups) -> dict:
+    """A token file's line in the token manifest."""
     return {
         "file": f"{name}.bin",
         "source": storage.name(src),
-        "docs": len(offsets_all) - 1,
-        "tokens": int(offsets_all[-1]),
+        "docs": len(offsets) - 1,
+        "tokens": int(offsets[-1]),
         "groups": groups,
     }
 
