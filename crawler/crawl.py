@@ -1,26 +1,25 @@
 """Crawl: URLs in, one pages row per input row out, in small fixed work units that resume.
 
-The plan (`crawl_plan`):
+Three steps (`webtext.core.stage.Step`):
 1. split: each input file (Parquet with at least `url`, or a .txt list of URLs) is read in batches and
-   its rows are hashed by registered domain into `crawl.buckets` bucket files;
+   its rows are hashed by registered domain into buckets (their number from the input size only);
 2. units: one task per bucket cuts it into units of about `crawl.unit_urls` URLs, whole domains only, so
-   a domain is crawled by one unit at a time and per-domain politeness holds across the cluster;
-3. the unit list is recorded with the fingerprint of the inputs and config (`_scratch/units.json`): it
-   depends on neither the cluster size nor the order tasks ran in, so a rerun on any cluster reuses
-   exactly the finished units (`part-<unit>.parquet` present) and never mixes stale parts;
-4. crawl: one worker process per CPU crawls `crawl.units_per_cpu` units at once (a unit mostly waits on
-   the network), units with the largest domain first; each worker keeps one Twisted reactor (it cannot
-   restart) in a thread and runs Scrapy crawls on it, unit after unit. Fetched pages stream to small
-   chunk files; a unit killed midway reads its chunks back on rerun and fetches only the rest. The
-   unit's part file is then written chunk by chunk, joined to the input rows by URL, so a unit's HTML
-   is never all in memory.
+   a domain is crawled by one unit at a time and per-domain politeness holds across the cluster. The
+   unit list depends on neither the cluster size nor the order tasks ran in;
+3. fetch (resumable): one worker process per CPU crawls `crawl.units_per_cpu` units at once (a unit
+   mostly waits on the network), units with the largest domain first; each worker keeps one Twisted
+   reactor (it cannot restart) in a thread and runs Scrapy crawls on it, unit after unit. Fetched pages
+   stream to small chunk files; a unit killed midway reads its chunks back on rerun and fetches only
+   the rest, and a unit whose part file exists is only counted. The part file is written chunk by
+   chunk, joined to the input rows by URL, so a unit's HTML is never all in memory.
+
+What a crawl fetched depends on its inputs and config, not on webtext's code (`depends_on_code`), so
+an upgraded webtext resumes a crawl where it stopped; changed inputs or config start it afresh.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -38,24 +38,23 @@ from crawler.pipelines import FETCH
 from crawler.urls import registered_domain
 from webtext.core import storage
 from webtext.core.config import CrawlConfig
-from webtext.core.runner import (
-    InputError,
-    Run,
-    check_inputs,
-    config_fingerprint,
-    conform_input,
-    input_fingerprint,
-    text_lines_table,
-)
+from webtext.core.failures import DropSampler, DropSink
 from webtext.core.schemas import PAGES, PROVENANCE_FIELDS
-from webtext.core.stage import Resources, Stage, constant_default, null_default
-from webtext.core.stats import StageStats
+from webtext.core.stage import (
+    DROP_REASON,
+    Resources,
+    Stage,
+    Step,
+    StepContext,
+    conform_input,
+    constant_default,
+    null_default,
+)
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIXES = (".txt",)
+TEXT_SUFFIX = ".txt"
 READ_ROWS = 65_536
-UNITS_FILE = "units.json"
 ROW_GROUP_BYTES = 32 * 2**20  # HTML per row group of a unit's part file
 NULL_URL = "no_url"
 
@@ -186,21 +185,27 @@ def crawl_urls(urls: list[str], config: CrawlConfig, fetch_dir: str, **settings)
     blockingCallFromThread(reactor, start)
 
 
-# -- step 1: split inputs into domain buckets -------------------------------------------------------
+# -- step 1: split the inputs into domain buckets ---------------------------------------------------
 
 
 @dataclass(frozen=True)
 class SplitTask:
-    source: str  # a Parquet or .txt file
+    source: str  # a Parquet file or a .txt list of URLs
     index: int
     buckets: int
     folder: str
+    drops: DropSink
+
+
+def _text_batches(source: str):
+    """A .txt list of URLs, one per non-empty line, as one-column batches."""
+    lines = [line.strip() for line in storage.read_text(source).splitlines()]
+    yield from pa.table({"url": pa.array([line for line in lines if line], pa.string())}).to_batches(READ_ROWS)
 
 
 def _batches(source: str):
-    if source.endswith(TEXT_SUFFIXES):
-        table = text_lines_table(source, "url")
-        yield from table.to_batches(READ_ROWS)
+    if source.endswith(TEXT_SUFFIX):
+        yield from _text_batches(source)
         return
     with storage.open_input(source) as f:
         reader = pq.ParquetFile(f)
@@ -208,32 +213,78 @@ def _batches(source: str):
         yield from reader.iter_batches(READ_ROWS, columns=names)
 
 
+def _without_url(table: pa.Table) -> pa.Array:
+    urls = table.column("url")
+    return pc.fill_null(pc.or_(pc.is_null(urls), pc.equal(urls, "")), True)
+
+
+def _with_domains(table: pa.Table) -> pa.Table:
+    """A present `domain` column with gaps gets them computed."""
+    domains = table.column("domain")
+    if not domains.null_count:
+        return table
+    computed = _domains(table)
+    return table.set_column(table.column_names.index("domain"), "domain", pc.coalesce(domains, computed))
+
+
+def _as_dropped(rows: pa.Table) -> pa.Table:
+    """Rows without a URL, as drop examples: their first Reddit id and title say which submission it was."""
+    return pa.table(
+        {
+            "id": pc.list_element(rows.column("reddit_ids"), 0) if rows.num_rows else pa.array([], pa.string()),
+            "text": pc.list_element(rows.column("titles"), 0) if rows.num_rows else pa.array([], pa.string()),
+            DROP_REASON: pa.array([NULL_URL] * rows.num_rows, pa.string()),
+        }
+    )
+
+
 def split_task(task: SplitTask) -> dict:
     """Rows of one input file into bucket files by registered domain; returns counts."""
     rows = dropped = 0
     filled: set[int] = set()
+    drops = DropSampler(task.drops.folder, task.drops.keep, f"f{task.index:05d}")
     for n, batch in enumerate(_batches(task.source)):
         table = conform_input(CRAWL, pa.Table.from_batches([batch]))
         rows += table.num_rows
-        urls = table.column("url")
-        missing = pc.or_(pc.is_null(urls), pc.equal(urls, ""))
-        missing = pc.fill_null(missing, True)
+        missing = _without_url(table)
         if pc.any(missing).as_py():
-            bad = pc.sum(missing).as_py()
-            log.warning("%s: %d rows without a URL, counted as %s", task.source, bad, NULL_URL)
-            dropped += bad
+            drops.add(_as_dropped(table.filter(missing)))
+            dropped += pc.sum(missing).as_py()
             table = table.filter(pc.invert(missing))
-        domains = table.column("domain")
-        if domains.null_count:  # a present `domain` column with gaps: compute them
-            computed = _domains(table)
-            table = table.set_column(table.column_names.index("domain"), "domain", pc.coalesce(domains, computed))
-        table = table.select(PROVENANCE.names).cast(PROVENANCE)
-        ids = bucket_of(table.column("domain"), task.buckets)
-        for bucket, part in by_bucket(table, ids):
+        table = _with_domains(table).select(PROVENANCE.names).cast(PROVENANCE)
+        for bucket, part in by_bucket(table, bucket_of(table.column("domain"), task.buckets)):
             path = storage.join(task.folder, f"b{bucket:05d}", f"f{task.index:05d}-{n:05d}.parquet")
             storage.write_parquet(path, part, compression="zstd")
             filled.add(bucket)
-    return {"rows": rows, "dropped": dropped, "buckets": sorted(filled)}
+    drops.close()
+    if dropped:
+        log.warning("%s: %d rows without a URL, counted as %s", task.source, dropped, NULL_URL)
+    text_rows = rows if task.source.endswith(TEXT_SUFFIX) else 0
+    return {"rows": rows, "text_rows": text_rows, "dropped": dropped, "buckets": sorted(filled)}
+
+
+MIN_BUCKETS = 16  # a small crawl is still cut into units enough for a small cluster's workers
+
+
+def bucket_count(config: CrawlConfig, urls: int) -> int:
+    """About one bucket per `crawl.unit_urls` URLs, at least MIN_BUCKETS and at most `crawl.buckets`:
+    from the input size only, so the units do not depend on the cluster."""
+    return max(1, min(config.buckets, max(MIN_BUCKETS, -(-urls // config.unit_urls))))
+
+
+def _split_tasks(ctx: StepContext) -> list[SplitTask]:
+    # a .txt list is counted when read: its size estimates its URLs (about 50 bytes each)
+    estimate = ctx.stats.input + sum(storage.size(f) // 50 + 1 for f in ctx.files if f.endswith(TEXT_SUFFIX))
+    buckets = bucket_count(ctx.config, estimate)
+    folder, drops = ctx.folder("split"), ctx.drops("split")
+    return [SplitTask(source, i, buckets, folder, drops) for i, source in enumerate(ctx.files)]
+
+
+def _split_finish(ctx: StepContext, results: list[dict]) -> list[int]:
+    ctx.stats.input += sum(r["text_rows"] for r in results)
+    if any(r["dropped"] for r in results):
+        ctx.stats.dropped[NULL_URL] += sum(r["dropped"] for r in results)
+    return sorted({b for r in results for b in r["buckets"]})  # the buckets with rows: the driver lists no files
 
 
 # -- step 2: cut buckets into units -----------------------------------------------------------------
@@ -246,40 +297,53 @@ class UnitsTask:
     unit_urls: int
 
 
+def domain_runs(domains: pa.Array) -> list[tuple[int, int]]:
+    """(start, end) of each domain's rows in a column sorted by domain."""
+    n = len(domains)
+    if n == 0:
+        return []
+    changed = pc.not_equal(domains.slice(1), domains.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    starts = [0, *(np.flatnonzero(changed) + 1).tolist()]
+    return list(zip(starts, [*starts[1:], n]))
+
+
+def pack_units(runs: list[tuple[int, int]], unit_urls: int) -> list[tuple[int, int, int]]:
+    """Consecutive domains packed into units of at most `unit_urls` rows, whole domains only (a bigger
+    domain is a unit alone): (start, end, rows of its largest domain) of each."""
+    units: list[tuple[int, int, int]] = []
+    for start, end in runs:
+        if units and end - units[-1][0] <= unit_urls:
+            first, _, largest = units[-1]
+            units[-1] = (first, end, max(largest, end - start))
+        else:
+            units.append((start, end, end - start))
+    return units
+
+
 def units_task(task: UnitsTask) -> list[dict]:
-    """Cut a bucket into units of whole domains, about `unit_urls` rows each (a bigger domain alone)."""
+    """Cut a bucket into units of whole domains, about `unit_urls` rows each."""
     tables = []
     for location in storage.list_files(task.bucket, (".parquet",)):
         with storage.open_input(location) as f:
             tables.append(pq.read_table(f))
     rows = pa.concat_tables(tables).sort_by([("domain", "ascending"), ("url", "ascending")])
-    name = storage.name(task.bucket)
-    domains = rows.column("domain").to_pylist()
-    units, start = [], 0
-    while start < len(domains):
-        end = min(start + task.unit_urls, len(domains))
-        while end < len(domains) and domains[end] == domains[end - 1]:
-            end += 1  # finish the domain
-        if end - start > task.unit_urls and domains[start] != domains[end - 1]:
-            end = start + 1  # the unit would be too big: end it before the domain that overflowed
-            while domains[end] == domains[start]:
-                end += 1
-            # take every whole domain that still fits
-            while end < len(domains):
-                nxt = end
-                while nxt < len(domains) and domains[nxt] == domains[end]:
-                    nxt += 1
-                if nxt - start > task.unit_urls:
-                    break
-                end = nxt
-        unit = f"{name}-u{len(units):04d}"
+    units = []
+    for start, end, largest in pack_units(domain_runs(rows.column("domain").combine_chunks()), task.unit_urls):
+        unit = f"{storage.name(task.bucket)}-u{len(units):04d}"
         storage.write_parquet(
             storage.join(task.units, f"{unit}.parquet"), rows.slice(start, end - start), compression="zstd"
         )
-        largest = max(Counter(domains[start:end]).values())
         units.append({"name": unit, "rows": end - start, "largest_domain": largest})
-        start = end
     return units
+
+
+def _units_tasks(ctx: StepContext) -> list[UnitsTask]:
+    split, units = ctx.folder("split"), ctx.folder("units")
+    return [UnitsTask(storage.join(split, f"b{b:05d}"), units, ctx.config.unit_urls) for b in ctx.summary("split")]
+
+
+def _units_finish(ctx: StepContext, results: list[list[dict]]) -> list[dict]:
+    return [unit for bucket in results for unit in bucket]  # the unit list: the fetch step's tasks
 
 
 # -- step 3: crawl one unit -------------------------------------------------------------------------
@@ -310,7 +374,10 @@ def fetched_urls(fetch_dir: str) -> tuple[set[str], int]:
 
 
 def crawl_unit(task: UnitTask) -> dict:
-    """Fetch a unit's URLs (those not already in its chunks), then write its part file."""
+    """Fetch a unit's URLs (those not already in its chunks), then write its part file; a unit whose
+    part a killed run wrote is only counted."""
+    if storage.exists(task.part):
+        return {"name": task.name, "rows": task.urls, "statuses": part_statuses(task.part), "refetch_skipped": 0}
     try:  # Ray starts workers at a lower priority than the driver; a crawl should not lag behind it
         os.setpriority(os.PRIO_PROCESS, 0, task.niceness)
     except OSError:
@@ -434,114 +501,35 @@ def part_statuses(part: str) -> dict[str, int]:
     return dict(zip(values.to_pylist(), counts.to_pylist()))
 
 
-# -- the plan ---------------------------------------------------------------------------------------
-
-
-def crawl_sources(stage: Stage, inputs: list[str]) -> tuple[list[str], int]:
-    """Parquet files (checked for a `url` column) and .txt URL lists of the inputs, and about how many
-    URLs they hold (exact for Parquet, from the size for text)."""
-    sources, parquet, estimate = [], [], 0
-    for location in inputs:
-        if location.endswith(TEXT_SUFFIXES) and storage.is_file(location):
-            sources.append(location)
-            estimate += storage.size(location) // 50 + 1
-            continue
-        try:
-            files = storage.parquet_files(location)
-        except OSError as exc:
-            raise InputError(f"{stage.name}: {exc}") from exc
-        parquet += files
-        sources += files
-    return sources, estimate + check_inputs(stage, parquet)
-
-
-MIN_BUCKETS = 16  # a small crawl is still cut into units enough for a small cluster's workers
-
-
-def bucket_count(config: CrawlConfig, urls: int) -> int:
-    """About one bucket per `crawl.unit_urls` URLs, at least MIN_BUCKETS and at most `crawl.buckets`:
-    from the input size only, so the units do not depend on the cluster."""
-    return max(1, min(config.buckets, max(MIN_BUCKETS, -(-urls // config.unit_urls))))
-
-
-def crawl_plan(run: Run) -> StageStats:
-    config: CrawlConfig = run.config
-    stats = run.stats
-    sources, estimate = crawl_sources(run.stage, run.inputs)
-    digest = hashlib.sha256(
-        json.dumps([input_fingerprint(run.inputs), config_fingerprint(config)], default=str).encode()
-    ).hexdigest()
-    record = storage.join(run.scratch, UNITS_FILE)
-    plan = storage.read_json(record) if storage.exists(record) else None
-    if plan is None or plan.get("fingerprint") != digest:
-        for location in storage.list_files(run.out, recursive=False):
-            storage.delete(location)  # parts of another input or config: never mixed with these
-        storage.delete(run.scratch)
-        plan = _make_units(run, sources, bucket_count(config, estimate), digest)
-        storage.write_json(record, plan)
-    else:
-        print(f"crawl: resuming {len(plan['units'])} units recorded in {record}", file=sys.stderr, flush=True)
-    storage.delete_temporaries(run.out)
-    stats.input = plan["input"]
-    if plan["dropped"]:
-        stats.dropped[NULL_URL] += plan["dropped"]
-    todo = []
+def _fetch_tasks(ctx: StepContext) -> list[UnitTask]:
+    """Every unit, the largest domain first: a unit's least duration is its largest domain's, so the
+    crawl's end is set by its slowest domain, not by when that domain's unit happened to start."""
+    config: CrawlConfig = ctx.config
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     progress = sys.stderr.isatty()
-    finished = {storage.name(f) for f in storage.list_files(run.out, (".parquet",), recursive=False)}  # one listing
-    for unit in plan["units"]:
-        part = storage.join(run.out, f"part-{unit['name']}.parquet")
-        if storage.name(part) in finished:
-            stats.output += unit["rows"]
-            stats.outcomes.update(part_statuses(part))
-            continue
-        rows = storage.join(run.scratch, "units", f"{unit['name']}.parquet")
-        todo.append(
-            UnitTask(
-                unit["name"],
-                rows,
-                storage.join(run.scratch, "fetch", unit["name"]),
-                part,
-                config,
-                progress,
-                niceness,
-                unit["rows"],
-                unit.get("largest_domain", unit["rows"]),
-            )
+    units, fetch = ctx.folder("units"), ctx.folder("fetch")
+    tasks = [
+        UnitTask(
+            unit["name"],
+            storage.join(units, f"{unit['name']}.parquet"),
+            storage.join(fetch, unit["name"]),
+            storage.join(ctx.out, f"part-{unit['name']}.parquet"),
+            config,
+            progress,
+            niceness,
+            unit["rows"],
+            unit["largest_domain"],
         )
-    # The largest domain sets a unit's least duration: those units start first, so the crawl's end is set
-    # by its slowest domain, not by when that domain's unit happened to start.
-    todo.sort(key=lambda task: (-task.largest_domain, -task.urls))
-    resources = Resources(num_cpus=1, threads=config.units_per_cpu)
-    for result in run.tasks(crawl_unit, todo, resources, desc="crawl units"):
-        stats.output += result["rows"]
-        stats.outcomes.update(result["statuses"])
-    if not plan["units"]:
-        storage.write_parquet(storage.join(run.out, "part-00000.parquet"), PAGES.empty_table())
-    return stats
+        for unit in ctx.summary("units")
+    ]
+    return sorted(tasks, key=lambda task: (-task.largest_domain, -task.urls))
 
 
-def _make_units(run: Run, sources: list[str], buckets: int, digest: str) -> dict:
-    config: CrawlConfig = run.config
-    split = storage.join(run.scratch, "split")
-    results = run.tasks(
-        split_task, [SplitTask(s, i, buckets, split) for i, s in enumerate(sources)], desc="split by domain"
-    )
-    filled = sorted({b for r in results for b in r["buckets"]})  # the driver never lists the split files
-    units_dir = storage.join(run.scratch, "units")
-    cut = run.tasks(
-        units_task,
-        [UnitsTask(storage.join(split, f"b{b:05d}"), units_dir, config.unit_urls) for b in filled],
-        desc="cut units",
-    )
-    storage.delete(split)
-    units = [u for bucket in cut for u in bucket]
-    return {
-        "fingerprint": digest,
-        "input": sum(r["rows"] for r in results),
-        "dropped": sum(r["dropped"] for r in results),
-        "units": units,
-    }
+def _fetch_finish(ctx: StepContext, results: list[dict]) -> dict:
+    for result in results:
+        ctx.stats.output += result["rows"]
+        ctx.stats.outcomes.update(result["statuses"])
+    return {"units": len(results), "refetch_skipped": sum(r["refetch_skipped"] for r in results)}
 
 
 CRAWL = Stage(
@@ -550,9 +538,21 @@ CRAWL = Stage(
     required={"url": pa.string()},
     optional=CRAWL_OPTIONAL,
     output=PAGES,
-    plan=crawl_plan,
+    steps=(
+        Step("split", split_task, _split_tasks, _split_finish),
+        Step("units", units_task, _units_tasks, _units_finish),
+        # one worker process per CPU crawls `units_per_cpu` units at once: a unit mostly waits
+        Step(
+            "fetch",
+            crawl_unit,
+            _fetch_tasks,
+            _fetch_finish,
+            resources=lambda ctx: Resources(num_cpus=1, threads=ctx.config.units_per_cpu),
+            resumable=True,
+        ),
+    ),
     non_null=("url",),
-    resources=Resources(num_cpus=1),
-    resumable=True,
+    text_column="url",
+    depends_on_code=False,
     description="URLs -> one pages row per URL (status, HTML), fetched politely with Scrapy",
 )

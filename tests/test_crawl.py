@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -206,3 +208,25 @@ def test_crawl_writes_to_object_storage(tmp_path, local_ray, s3_server):
     assert stats.output == 2 and stats.outcomes == {"ok": 2}
     assert sum(storage.parquet_metadata(f).num_rows for f in storage.parquet_files(out)) == 2
     assert not storage.exists(f"{out}/_scratch")
+
+
+def test_rows_without_a_url_are_counted_and_kept_as_examples(tmp_path, local_ray, capsys):
+    """A harvest of another tool may leave empty URLs: each is dropped as no_url, and `webtext inspect`
+    shows which submissions they were."""
+    from webtext.cli import main
+
+    with HostileServer() as server:
+        rows = [
+            {"url": server.url("/ok"), "domain": "127.0.0.1", "reddit_ids": ["t3_a"], "titles": ["kept"], "karma": 3},
+            *({"url": "", "reddit_ids": [f"t3_{i}"], "titles": [f"empty {i}"], "karma": 5} for i in range(3)),
+        ]
+        pq.write_table(pa.Table.from_pylist(rows, schema=URLS), tmp_path / "urls.parquet")
+        out = tmp_path / "pages"
+        code = main(["crawl", str(tmp_path / "urls.parquet"), "--out", str(out), "--allow-network", "127.0.0.0/8"])
+    assert code == 0
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["input"] == 4 and stats["output"] == 1 and stats["dropped"] == {"no_url": 3}
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--dropped", "no_url", "-n", "5"]) == 0
+    shown = capsys.readouterr().out
+    assert all(f"t3_{i}" in shown and f"empty {i}" in shown for i in range(3)) and "t3_a" not in shown

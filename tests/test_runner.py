@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -197,11 +198,7 @@ def test_stage_tasks_run_at_the_drivers_priority(tmp_path, local_ray):
     """Ray starts workers at nice 15 by default; stages would lose the CPU to any other process."""
     import os
 
-    from webtext.core.runner import Run
-    from webtext.core.stats import StageStats
-
-    run = Run(toy(), [], str(tmp_path), None, StageStats("toy", "documents"))
-    assert run.tasks(nice_of_worker, [1, 2]) == [os.nice(0)] * 2
+    assert runner.run_tasks(toy(), nice_of_worker, [1, 2]) == [os.nice(0)] * 2
 
 
 def arrow_pool_of_worker(_item):
@@ -215,12 +212,12 @@ def test_a_stage_sets_the_environment_of_its_own_workers(tmp_path, local_ray):
     import pyarrow
 
     from crawler.harvest import HARVEST_ENV
-    from webtext.core.runner import Run
-    from webtext.core.stats import StageStats
 
-    run = Run(toy(), [], str(tmp_path), None, StageStats("toy", "documents"))
-    assert run.tasks(arrow_pool_of_worker, [1, 2], Resources(num_cpus=1, env=HARVEST_ENV)) == ["system"] * 2
-    assert run.tasks(arrow_pool_of_worker, [1]) == [pyarrow.default_memory_pool().backend_name] != ["system"]
+    env = Resources(num_cpus=1, env=HARVEST_ENV)
+    assert runner.run_tasks(toy(), arrow_pool_of_worker, [1, 2], env) == ["system"] * 2
+    assert (
+        runner.run_tasks(toy(), arrow_pool_of_worker, [1]) == [pyarrow.default_memory_pool().backend_name] != ["system"]
+    )
 
 
 LOCAL_RAY = """
@@ -267,12 +264,15 @@ class Piece:
     calls: str
     attempt: int  # which run_stage call made it (a failed run's tasks may still run after it returned)
     fail: bool = False
+    resume: bool = False
 
 
 def add_one(piece: Piece) -> dict:
     """Reads a table of numbers, writes them plus one; returns the row count and the input's mtime."""
     with open(piece.calls, "a") as log:
         log.write(f"{piece.attempt}\n")
+    if piece.resume and os.path.exists(piece.target):  # a resumable step's task skips its finished work
+        return {"rows": pq.read_metadata(piece.target).num_rows, "source_mtime": os.stat(piece.source).st_mtime_ns}
     if piece.fail:
         time.sleep(0.5)  # the step's first task has written its part by then
         raise RuntimeError("killed in the last step")
@@ -291,8 +291,9 @@ def step_tasks(name: str, previous: str | None):
         fail = last and ctx.context.get("fail", False)  # the step's first task writes its part, the others fail
         calls = str(ctx.context["calls"] / name)
         attempt = ctx.context["attempt"]
+        resume = ctx.stage.steps[-1].resumable
         return [
-            Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, attempt, fail and i > 0)
+            Piece(s, storage.join(folder, f"part-{i:05d}.parquet"), calls, attempt, fail and i > 0, resume)
             for i, s in enumerate(sources)
         ]
 
@@ -320,6 +321,13 @@ STEPPED = Stage(
         Step("second", add_one, step_tasks("second", "first"), counted("second")),
         Step("third", add_one, step_tasks("third", "second"), counted("third")),
     ),
+)
+
+# its last step resumes, and what it computes does not depend on webtext's code (like the crawl)
+RESUMING = dataclasses.replace(
+    STEPPED,
+    steps=(*STEPPED.steps[:2], dataclasses.replace(STEPPED.steps[2], resumable=True)),
+    depends_on_code=False,
 )
 
 
@@ -364,6 +372,55 @@ def test_a_stage_failed_in_its_last_step_resumes_there_and_keeps_the_earlier_ste
     # a changed config is another fingerprint: every step runs again
     run_stage(STEPPED, [str(inputs)], str(out), {"other": 1}, context={"calls": tmp_path / "calls", "attempt": 3})
     assert calls(tmp_path / "calls", 3) == {"first": 3, "second": 3, "third": 3}
+
+
+def test_a_resumable_step_keeps_its_finished_work_across_an_upgrade(tmp_path, local_ray, monkeypatch):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for f in range(3):
+        pq.write_table(pa.table({"n": pa.array(range(f * 10, f * 10 + 7), pa.int64())}), inputs / f"n-{f}.parquet")
+    for folder in ("calls", "calls-stepped"):
+        (tmp_path / folder).mkdir()
+    out = tmp_path / "out"
+    with pytest.raises(runner.StageError, match="killed in the last step"):
+        run_stage(
+            RESUMING, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 1, "fail": True}
+        )
+    finished = {f.name: f.stat().st_mtime_ns for f in out.glob("part-*.parquet")}
+    assert list(finished) == ["part-00000.parquet"]
+    stepped = run_stage(
+        STEPPED,
+        [str(inputs)],
+        str(tmp_path / "stepped"),
+        {},
+        context={"calls": tmp_path / "calls-stepped", "attempt": 1},
+    )
+
+    monkeypatch.setattr(runner, "_source_digest", lambda module: "another version of webtext")
+    stats = run_stage(RESUMING, [str(inputs)], str(out), {}, context={"calls": tmp_path / "calls", "attempt": 2})
+    assert calls(tmp_path / "calls", 2) == {"first": 0, "second": 0, "third": 3}
+    assert {f.name: f.stat().st_mtime_ns for f in out.glob("part-00000.parquet")} == finished  # not redone
+    assert stats.output == 21 and pq.read_table(out).column("n").to_pylist() == [
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+        *range(13, 20),
+        *range(23, 30),
+    ]
+    assert stats.to_dict() | {"seconds": 0} == stepped.to_dict() | {"seconds": 0}
+    # a stage that depends on its code runs every step again after the same upgrade
+    run_stage(
+        STEPPED,
+        [str(inputs)],
+        str(tmp_path / "stepped"),
+        {},
+        context={"calls": tmp_path / "calls-stepped", "attempt": 2},
+    )
+    assert calls(tmp_path / "calls-stepped", 2) == {"first": 3, "second": 3, "third": 3}
 
 
 def test_a_stage_stopped_before_its_marker_keeps_the_output_of_its_finished_steps(tmp_path, local_ray, monkeypatch):

@@ -6,7 +6,8 @@ write task to its own part file (atomically) and returns the counts of every dro
 driver only ever holds counts. Multi-step stages (`Stage.steps`) run one step after the other, each
 as Ray tasks whose results are small (counts, file names); each finished step leaves a marker
 (`_scratch/<step>/_COMPLETE.json`: the stage's fingerprint, the stats so far, the step's summary), so
-a rerun resumes at the first step without one. The crawl's `Stage.plan` calls `Run.tasks` itself.
+a rerun resumes at the first step without one; a resumable step (the crawl's fetch) also keeps what
+its killed run finished.
 
 Accounting can fail: a stage's input count is the sum of its input files' Parquet row counts, read
 from their footers before anything runs; `in == out + dropped` is checked against it, and `out`
@@ -14,7 +15,8 @@ against the rows actually written.
 
 A stage's output folder ends with `_stats.json`, then `_COMPLETE.json` (written last, atomically):
 the fingerprint of its inputs, config section and code, and the funnel up to it. A rerun skips a
-stage whose marker matches and reruns one whose input, config or code changed.
+stage whose marker matches and reruns one whose input, config or code changed (a stage that does not
+depend on code, the crawl, leaves code out).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ from webtext.core.stats import StageStats
 log = logging.getLogger(__name__)
 
 MARKER = "_COMPLETE.json"
+TEXT_SUFFIX = ".txt"
 ONE_CPU = Resources()
 STATS = "_stats.json"
 
@@ -83,28 +85,33 @@ def _castable(source: pa.DataType, target: pa.DataType) -> bool:
         return False
 
 
-def text_lines_table(location: str, column: str) -> pa.Table:
-    """A plain text file as a one-column table, one row per non-empty line (e.g. a list of URLs)."""
-    lines = [line.strip() for line in storage.read_text(location).splitlines()]
-    return pa.table({column: pa.array([line for line in lines if line], pa.string())})
+def is_text_input(stage: Stage, location: str) -> bool:
+    """A `.txt` input of a stage that takes lists of its `text_column`, one value per line."""
+    return stage.text_column is not None and location.endswith(TEXT_SUFFIX)
 
 
 def input_files(stage: Stage, inputs: Iterable[str]) -> list[str]:
-    """Parquet files of the given files and folders (`.txt` files are turned into Parquet by `prepare_inputs`)."""
+    """Parquet files of the given files and folders, and the stage's `.txt` lists given as files."""
     files: list[str] = []
     for location in inputs:
         try:
-            files += storage.parquet_files(location)
+            if is_text_input(stage, location) and storage.is_file(location):
+                files.append(location)
+            else:
+                files += storage.parquet_files(location)
         except OSError as exc:
             raise InputError(f"{stage.name}: {exc}") from exc
     return files
 
 
 def check_inputs(stage: Stage, files: list[str]) -> int:
-    """Required columns present and of a castable type in every file; returns the total row count."""
+    """Required columns present and of a castable type in every Parquet file; returns their total row
+    count (a `.txt` list is counted by the step that reads it)."""
     total = 0
     wanted = stage.input_columns()
     for location in files:
+        if is_text_input(stage, location):
+            continue
         try:
             metadata = storage.parquet_metadata(location)
             schema = metadata.schema.to_arrow_schema()
@@ -439,26 +446,6 @@ class _Workers:
             ray.kill(worker)
 
 
-@dataclass
-class Run:
-    """One execution of a `plan` stage (the crawl's): what its plan sees."""
-
-    stage: Stage
-    inputs: list[str]
-    out: str
-    config: Any
-    stats: StageStats
-    context: dict = field(default_factory=dict)
-
-    @property
-    def scratch(self) -> str:
-        """Working folder for a plan's intermediate files; removed when the stage completes."""
-        return storage.join(self.out, SCRATCH)
-
-    def tasks(self, fn: Callable, items: list, resources: Resources = ONE_CPU, desc: str = "") -> list:
-        return run_tasks(self.stage, fn, items, resources, desc)
-
-
 def root_cause(exc: BaseException) -> BaseException:
     """The exception stage code raised, under Ray's wrappers (RayTaskError, UserCodeException...)."""
     seen = set()
@@ -557,12 +544,13 @@ def finished_steps(stage: Stage, out: str, digest: str) -> list[dict]:
     return done
 
 
-def _keep_only(out: str, steps: list[str]) -> None:
-    """Remove everything in `out` but the folders of the finished `steps`: the step that did not
-    finish, the ones after it and a partial final output are redone from nothing."""
+def _keep_only(out: str, steps: list[str], output: bool) -> None:
+    """Remove everything in `out` but the folders of `steps` and, with `output`, the stage's output:
+    the rest (a step that did not finish, unless it is resumable, and the ones after it) is redone
+    from nothing."""
     scratch = storage.join(out, SCRATCH)
     for entry in storage.children(out):
-        if entry != scratch:
+        if entry != scratch and not output:
             storage.delete(entry)
     for entry in storage.children(scratch):
         if storage.name(entry) not in steps:
@@ -583,10 +571,13 @@ def _run_steps(
     """The steps in order, from the first one without a matching marker (all of them when forced);
     returns the stats and when each step finished (earlier runs' times for the steps resumed from)."""
     done = [] if force else finished_steps(stage, out, digest)
-    if not done:
-        storage.delete(out)
-    elif len(done) < len(stage.steps):  # (all done: killed before the stage's marker, the output is whole)
-        _keep_only(out, [marker["step"] for marker in done])
+    if len(done) < len(stage.steps):  # (all done: killed before the stage's marker, the output is whole)
+        pending = stage.steps[len(done)]
+        kept = [marker["step"] for marker in done] + ([pending.name] if pending.resumable else [])
+        if kept:
+            _keep_only(out, kept, output=pending.resumable and pending is stage.steps[-1])
+        else:
+            storage.delete(out)
     storage.makedirs(out)
     files: list[str] = []
     if stage.parquet_inputs:
@@ -667,7 +658,9 @@ def _source_digest(module_name: str) -> str:
 
 
 def code_fingerprint(stage: Stage) -> str:
-    entry = stage.plan or stage.setup or (stage.steps[0].run if stage.steps else None)
+    if not stage.depends_on_code:
+        return ""
+    entry = stage.setup or (stage.steps[0].run if stage.steps else None)
     return _source_digest(entry.__module__) if entry is not None else ""
 
 
@@ -744,17 +737,11 @@ def _run_stage(stage: Stage, inputs: list[str], out: str, config: Any, context: 
     if stage.steps:
         stats, steps = _run_steps(stage, inputs, out, config, digest, stats, context or {}, start, force)
     else:
-        if storage.exists(out) and not stage.resumable:
-            storage.delete(out)  # a stale or partial result is never mixed with a new one
-        elif marker:
-            storage.delete(storage.join(out, MARKER))  # a resumable plan keeps its work and checks it itself
+        storage.delete(out)  # a stale or partial result is never mixed with a new one
         storage.makedirs(out)
-        if stage.plan is not None:
-            stats = stage.plan(Run(stage, inputs, out, config, stats, context or {})) or stats
-        else:
-            files = input_files(stage, inputs)
-            stats.input = check_inputs(stage, files)
-            errors = _run_map(stage, files, out, config, stats)
+        files = input_files(stage, inputs)
+        stats.input = check_inputs(stage, files)
+        errors = _run_map(stage, files, out, config, stats)
     stats.seconds = time.perf_counter() - start
     # A worker killed mid-write leaves its part's temporary file (its retry wrote the part itself);
     # plain Parquet readers of the folder would choke on it.

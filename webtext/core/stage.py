@@ -14,10 +14,8 @@ declare `steps`: each `Step` names itself, lists its task payloads on the driver
 from the stage's inputs and what earlier steps left), runs a function once per payload in a Ray task,
 and folds the small results into the stage's stats and a summary for later steps. Steps hand data to
 each other on storage, in the folders the runner gives them (`StepContext.folder`); the runner marks
-each finished step, so a stage killed in step k resumes at step k.
-
-`plan` (a function of a `webtext.core.runner.Run` that composes `Run.tasks` itself) remains for the
-crawl until it moves onto steps.
+each finished step, so a stage killed in step k resumes at step k, and a resumable step (the crawl's
+fetch) at the work its killed run had not finished.
 """
 
 from __future__ import annotations
@@ -127,6 +125,9 @@ class Step:
     # iterative steps (dedup's label propagation): the tasks run again, round after round (`ctx.round`),
     # until this holds on a round's results
     until: Callable[[list], bool] | None = None
+    # True: its tasks skip what a killed run of the step finished (the crawl's units), so when it did not
+    # finish, the runner keeps its folder (and, for the last step, the stage's output) for the rerun
+    resumable: bool = False
 
 
 @dataclass
@@ -136,7 +137,9 @@ class StepContext:
     stage: Stage
     config: Any
     inputs: list[str]
-    files: list[str]  # the Parquet inputs, checked and counted (`stats.input`) by the runner
+    # the inputs' files, checked by the runner; `stats.input` counts the Parquet rows, and a step that
+    # reads a `.txt` list (`Stage.text_column`) adds its lines
+    files: list[str]
     out: str
     stats: StageStats
     funnel: list[dict]  # the funnel recorded by the stage that produced the inputs
@@ -177,10 +180,12 @@ class Stage:
     # False: the inputs are not Parquet (the harvest's dumps); the runner fingerprints them, and the
     # first step reads them
     parquet_inputs: bool = True
-    plan: Callable[[Any], Any] | None = None  # Run -> StageStats; the crawl's, until it moves onto steps
-    # A plan that resumes its own partial work (the crawl's units): the runner keeps `out` when the
-    # marker is absent or stale, and the plan must itself discard what no longer matches.
-    resumable: bool = False
+    # Inputs ending in .txt are lists of this column, one value per line (the crawl's URL lists).
+    text_column: str | None = None
+    # False: the result depends on the inputs and config only, not on webtext's code (what a crawl
+    # fetched is what the web served), so an upgraded webtext keeps a finished crawl and resumes an
+    # unfinished one instead of fetching it again.
+    depends_on_code: bool = True
     # Required columns in which a null is bad input (one line naming file and column, exit 2),
     # checked from the Parquet footers' statistics before anything runs.
     non_null: tuple[str, ...] = ()
