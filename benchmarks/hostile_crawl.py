@@ -22,8 +22,10 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.load_harvest import BIN, timed  # noqa: E402
-from tests.hostile_server import HostileServer  # noqa: E402
-from tests.test_crawl import EXPECTED  # noqa: E402
+from tests.hostile_server import (
+    STATUS_OF_PATH,  # noqa: E402
+    HostileServer,  # noqa: E402
+)
 
 
 def main() -> None:
@@ -32,7 +34,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, HostileServer(slow_seconds=3.0) as server:
         urls = [
-            f"{server.url(path)}{'&' if '?' in path else '?'}copy={i}" for path in EXPECTED for i in range(args.copies)
+            f"{server.url(path)}{'&' if '?' in path else '?'}copy={i}"
+            for path in STATUS_OF_PATH
+            for i in range(args.copies)
         ]
         pq.write_table(pa.table({"url": urls}), Path(tmp) / "urls.parquet")
         argv = [

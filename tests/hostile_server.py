@@ -25,6 +25,30 @@ MALFORMED = (
 )
 GZIP_BOMB = gzip.compress(b"\0" * (50 * 2**20), compresslevel=9)
 
+# the status a crawl must give each route (tests/test_crawl.py, benchmarks/hostile_crawl.py)
+STATUS_OF_PATH = {
+    "/ok": "ok",
+    "/redirect": "ok",
+    "/not-found": "http_error",
+    "/server-error": "http_error",
+    "/slow": "timeout",
+    "/slow-body": "timeout",
+    "/loop": "redirect_loop",
+    "/big": "too_large",
+    "/gzip-bomb": "too_large",
+    "/pdf": "not_html",
+    "/reset": "connection_error",
+    "/private/page": "robots_denied",
+    "/retry-after-long": "http_error",
+    "/retry-after-short": "ok",
+    "/too-many-requests": "ok",
+    "/chain/3": "ok",
+    "/chain/40": "redirect_loop",  # more distinct hops than max_redirects
+    "/many-chunks": "ok",
+    "/wrong-charset": "ok",
+    "/malformed": "ok",
+}
+
 
 class HostileHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

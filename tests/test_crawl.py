@@ -12,33 +12,10 @@ from cleaning.extract import EXTRACT
 from crawler.crawl import CRAWL
 from crawler.middlewares import is_public
 from crawler.urls import registered_domain
-from tests.hostile_server import HostileServer
+from tests.hostile_server import STATUS_OF_PATH, HostileServer
 from webtext.core.config import CrawlConfig, ExtractConfig
 from webtext.core.runner import run_stage
 from webtext.core.schemas import URLS
-
-EXPECTED = {
-    "/ok": "ok",
-    "/redirect": "ok",
-    "/not-found": "http_error",
-    "/server-error": "http_error",
-    "/slow": "timeout",
-    "/slow-body": "timeout",
-    "/loop": "redirect_loop",
-    "/big": "too_large",
-    "/gzip-bomb": "too_large",
-    "/pdf": "not_html",
-    "/reset": "connection_error",
-    "/private/page": "robots_denied",
-    "/retry-after-long": "http_error",
-    "/retry-after-short": "ok",
-    "/too-many-requests": "ok",
-    "/chain/3": "ok",
-    "/chain/40": "redirect_loop",  # more distinct hops than max_redirects
-    "/many-chunks": "ok",
-    "/wrong-charset": "ok",
-    "/malformed": "ok",
-}
 
 
 def write_urls(path, urls):
@@ -57,7 +34,10 @@ def crawl_config(**overrides):
 
 def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     with HostileServer(slow_seconds=3.0) as server:
-        urls = [server.url(p) for p in EXPECTED] + ["http://does-not-exist.invalid/page", "http://127.0.0.1:9/closed"]
+        urls = [server.url(p) for p in STATUS_OF_PATH] + [
+            "http://does-not-exist.invalid/page",
+            "http://127.0.0.1:9/closed",
+        ]
         stats = run_stage(
             CRAWL, [str(write_urls(tmp_path / "urls.parquet", urls))], str(tmp_path / "pages"), crawl_config()
         )
@@ -67,7 +47,7 @@ def test_every_url_gets_one_terminal_status(tmp_path, local_ray):
     assert sorted(pages.column("url").to_pylist()) == sorted(urls)
     status = dict(zip(pages.column("url").to_pylist(), pages.column("status").to_pylist()))
     rows_by_url = {r["url"]: (r["status"], r["http_status"], r["error"]) for r in pages.to_pylist()}
-    for path, expected in EXPECTED.items():
+    for path, expected in STATUS_OF_PATH.items():
         assert status[server.url(path)] == expected, (path, rows_by_url[server.url(path)], hits.get(path))
     assert status["http://does-not-exist.invalid/page"] == "dns_error"
     # nothing listens: robots.txt is refused twice, so the host is unreachable (RFC 9309: disallow)
