@@ -5,7 +5,8 @@ Each is a `Step` of the stage, so a run killed in one resumes there (the runner 
 
 1. signatures (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
    exact-text key and the LSH band keys. Writes the chunk's ranks and shingle sets (or signatures,
-   `verify: signature`) once, and its (key, node) rows to K hash buckets.
+   `verify: signature`) once, and its (key, node) rows to K hash buckets. A node id is the
+   document's chunk and row in one uint64 (`chunks.node_ids`, `chunk_of`, `row_of`).
 2. candidates (one task per bucket): documents with an equal key are candidate pairs (each
    compared with at most `max_pairs_per_doc` earlier members of its key group, so a group of 10k
    identical pages costs 320k pairs, not 50M, and stays connected); pairs go to the chunk of

@@ -124,11 +124,23 @@ class ScanTask:
 
 
 def scan_chunk(task: ScanTask) -> dict:
+    """A chunk's matches: its counts and found-bitmap, and with `scan.out` its documents written."""
     scan, chunk = task.scan, task.chunk
     evals = EvalNgrams.load(scan.evalset_file)
-    stage = scan.stage or OVERLAP
-    table = chunking.read(stage, chunk, None if scan.out else ["text"])
+    table = chunking.read(scan.stage or OVERLAP, chunk, None if scan.out else ["text"])
     texts = table.column("text").combine_chunks()
+    total, found, contaminated = _match(evals, texts, scan)
+    result = {"rows": len(texts), "found": np.packbits(found).tobytes(), "outcomes": contaminated, "dropped": {}}
+    if scan.out is not None:
+        kept, dropped = _write_scanned(scan, chunk, table, total)
+        result["dropped"] = {"contaminated": dropped} if dropped else {}
+        result["kept"] = kept
+    return result
+
+
+def _match(evals: EvalNgrams, texts: pa.StringArray, scan: Scan) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Eval n-grams per text, which eval n-grams were found, and the texts with `min_matches` of
+    each set's (`contaminated_by:<set>`), BATCH texts at a time."""
     found = np.zeros(len(evals.hashes), bool)
     total = np.zeros(len(texts), np.int64)
     contaminated = Counter()
@@ -138,20 +150,21 @@ def scan_chunk(task: ScanTask) -> dict:
         found[idx] = True
         for name, counts in zip(evals.names, per_set):
             contaminated[f"contaminated_by:{name}"] += int((counts >= scan.min_matches).sum())
-    result = {"rows": len(texts), "found": np.packbits(found).tobytes(), "outcomes": dict(contaminated), "dropped": {}}
-    if scan.out is not None:
-        matches = pa.array(total.astype(np.int32), pa.int32())
-        table = table.append_column("eval_ngram_matches", matches)
-        bad = pc.greater_equal(matches, scan.min_matches)
-        kept = table.filter(pc.invert(bad)) if scan.drop else table
-        dropped = len(texts) - kept.num_rows
-        if scan.drops is not None and scan.drop:
-            reason = pa.array(["contaminated"] * len(texts), pa.string())
-            scan.drops.write(table.append_column(DROP_REASON, reason).filter(bad), f"part-{chunk.index:05d}")
-        storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
-        result["dropped"] = {"contaminated": dropped} if dropped else {}
-        result["kept"] = kept.num_rows
-    return result
+    return total, found, dict(contaminated)
+
+
+def _write_scanned(scan: Scan, chunk: Chunk, table: pa.Table, total: np.ndarray) -> tuple[int, int]:
+    """The chunk's documents with `eval_ngram_matches`, less the contaminated ones unless flagged;
+    returns (kept, dropped)."""
+    matches = pa.array(total.astype(np.int32), pa.int32())
+    table = table.append_column("eval_ngram_matches", matches)
+    bad = pc.greater_equal(matches, scan.min_matches)
+    kept = table.filter(pc.invert(bad)) if scan.drop else table
+    if scan.drops is not None and scan.drop:
+        reason = pa.array(["contaminated"] * table.num_rows, pa.string())
+        scan.drops.write(table.append_column(DROP_REASON, reason).filter(bad), f"part-{chunk.index:05d}")
+    storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
+    return kept.num_rows, table.num_rows - kept.num_rows
 
 
 def summarize(evals: EvalNgrams, found: np.ndarray, corpus: str, documents: int) -> dict:
