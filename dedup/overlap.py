@@ -7,8 +7,8 @@ n-grams (~2 probes per miss), the few hits are confirmed exactly against the sor
 match is a real shared n-gram (up to 64-bit hash collisions). A task returns its counts and a
 bitmap over the eval n-grams it found; the driver ORs the bitmaps (size: eval n-grams / 8 bytes).
 
-`webtext overlap` is the stage OVERLAP, two steps shared in shape with decontaminate's: `evalsets`
-(the eval n-grams, built in a task and kept by a rerun) and `scan` (counts only, no documents written).
+`webtext overlap` runs the stage OVERLAP: decontaminate's `evalsets` step (the eval n-grams, built
+in a task and kept by a rerun), then a `scan` that only counts (no documents written).
 
 That gives the paper's number — the share of each eval set's 8-grams found in the corpus — exactly,
 and in one pass with decontamination. (A Bloom filter of the corpus' own n-grams, as in the paper,
