@@ -1,6 +1,7 @@
-"""The dedup stage end to end on a generated corpus (benchmarks/dedup_generate.py): wall time, peak
-RSS of the driver and of every Ray process, precision/recall per Jaccard band against the exact
-ground truth; optionally datatrove's MinHash dedup side by side on the same documents.
+"""The dedup stage end to end on a generated corpus (benchmarks/dedup_generate.py): wall time (and
+each step's, from the stage's completion marker), peak RSS of the driver and of every Ray process,
+precision/recall per Jaccard band against the exact ground truth; optionally datatrove's MinHash
+dedup side by side on the same documents.
 
     .venv/bin/python benchmarks/dedup_generate.py /tmp/dd100k --docs 100000
     .venv/bin/python benchmarks/dedup_endtoend.py /tmp/dd100k [--datatrove]
@@ -13,6 +14,7 @@ of each process descending from this one (the local Ray's raylet, workers, ...),
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from pathlib import Path
@@ -57,26 +59,23 @@ def run_webtext(data: Path, out: Path) -> tuple[float, set[str], str]:
     from webtext.core.config import DedupConfig
 
     runner.init_ray(address="local")
-    steps: dict[str, float] = {}
-    tasks = runner.Run.tasks
-
-    def timed(self, fn, items, resources=runner.ONE_CPU, desc=""):  # time each step of the plan
-        start = time.perf_counter()
-        try:
-            return tasks(self, fn, items, resources, desc)
-        finally:
-            key = desc.split(" round")[0]
-            steps[key] = steps.get(key, 0.0) + time.perf_counter() - start
-
-    runner.Run.tasks = timed
     with PeakRSS() as memory:
+        began = time.time()
         start = time.perf_counter()
         stats = runner.run_stage(DEDUP, [str(data / "docs")], str(out), DedupConfig(), force=True)
         seconds = time.perf_counter() - start
     kept = set(pq.read_table(out, columns=["id"]).column("id").to_pylist())
-    runner.Run.tasks = tasks
-    timing = ", ".join(f"{k} {v:.1f}s" for k, v in steps.items())
-    return seconds, kept, f"{stats.to_dict()}\nsteps: {timing}\n{memory.report()}"
+    return seconds, kept, f"{stats.to_dict()}\nsteps: {step_times(out / runner.MARKER, began)}\n{memory.report()}"
+
+
+def step_times(marker: Path, began: float) -> str:
+    """Each step's time, from when the stage's marker says each finished (the first one's includes
+    the runner's input checks)."""
+    times, last = [], began
+    for name, finished in json.loads(marker.read_text())["steps"].items():
+        times.append(f"{name} {finished - last:.1f}s")
+        last = finished
+    return ", ".join(times)
 
 
 def run_datatrove(data: Path, work: Path, bands: int, rows: int) -> tuple[float, set[str], str]:

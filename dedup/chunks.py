@@ -1,9 +1,11 @@
-"""Work units of the dedup and decontaminate steps: runs of whole row groups of one Parquet file."""
+"""Work units of the dedup and decontaminate steps: runs of whole row groups of one Parquet file,
+and the node ids that name a document by its chunk and its row in the chunk."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -11,6 +13,8 @@ from webtext.core import storage
 from webtext.core.stage import Stage, conform_input
 
 CHUNK_ROWS = 50_000  # documents per task (row groups are never split)
+ROW_BITS = np.uint64(32)  # a node id is (chunk << ROW_BITS) | row
+ROW_MASK = np.uint64((1 << 32) - 1)
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,17 @@ def read(stage: Stage, chunk: Chunk, columns: list[str] | None = None) -> pa.Tab
         else:
             table = pf.schema_arrow.empty_table().select(wanted) if wanted else pf.schema_arrow.empty_table()
     return conform_input(stage, table)
+
+
+def node_ids(chunk: int, rows: np.ndarray) -> np.ndarray:
+    """uint64 ids of a chunk's rows, chunk index above row: one integer names a document across
+    the dedup steps, and its chunk (where its data lives) is a shift away."""
+    return (np.uint64(chunk) << ROW_BITS) | rows.astype(np.uint64)
+
+
+def chunk_of(nodes: np.ndarray) -> np.ndarray:
+    return (nodes.astype(np.uint64) >> ROW_BITS).astype(np.int64)
+
+
+def row_of(nodes: np.ndarray) -> np.ndarray:
+    return (nodes.astype(np.uint64) & ROW_MASK).astype(np.int64)

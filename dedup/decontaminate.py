@@ -13,12 +13,20 @@ are built first, a step of their own (`evalsets`), so that a run killed in the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pyarrow as pa
 
 from dedup import chunks as chunking
-from dedup.overlap import EvalNgrams, Scan, ScanTask, format_table, found_ngrams, scan_chunk, summarize
+from dedup.overlap import (
+    EVALSETS,
+    EvalNgrams,
+    Scan,
+    ScanTask,
+    evalsets_file,
+    format_table,
+    found_ngrams,
+    scan_chunk,
+    summarize,
+)
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
 from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS
@@ -31,25 +39,10 @@ OUTPUT = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class EvalsetsTask:
-    config: DecontaminateConfig
-    location: str  # where the eval n-grams go
-
-
-def build_evalsets(task: EvalsetsTask) -> None:
-    config = task.config
-    EvalNgrams.build(config.evalsets, config.ngram, config.false_positive_rate).save(task.location)
-
-
-def _evalsets_file(ctx: StepContext) -> str:
-    return storage.join(ctx.folder("evalsets"), "evalsets.npz")
-
-
 def _scan_tasks(ctx: StepContext) -> list[ScanTask]:
     config: DecontaminateConfig = ctx.config
     scan = Scan(
-        _evalsets_file(ctx),
+        evalsets_file(ctx),
         config.ngram,
         config.min_matches,
         out=ctx.out,
@@ -64,7 +57,7 @@ def _scan_tasks(ctx: StepContext) -> list[ScanTask]:
 def _scanned(ctx: StepContext, results: list[dict]) -> None:
     """The counts, and the overlap report (`_overlap.json`, printed as a table)."""
     config: DecontaminateConfig = ctx.config
-    evals = EvalNgrams.load(_evalsets_file(ctx))
+    evals = EvalNgrams.load(evalsets_file(ctx))
     for r in results:
         ctx.stats.output += r["kept"]
         ctx.stats.dropped.update(r["dropped"])
@@ -84,7 +77,7 @@ DECONTAMINATE = Stage(
     required={"id": pa.string(), "text": pa.string()},
     output=OUTPUT,
     steps=(
-        Step("evalsets", build_evalsets, lambda ctx: [EvalsetsTask(ctx.config, _evalsets_file(ctx))]),
+        EVALSETS,
         Step("scan", scan_chunk, _scan_tasks, _scanned),
     ),
     non_null=("id", "text"),

@@ -5,7 +5,8 @@ Each is a `Step` of the stage, so a run killed in one resumes there (the runner 
 
 1. signatures (one task per chunk of row groups): MinHash signatures (numpy, `dedup.minhash`), the
    exact-text key and the LSH band keys. Writes the chunk's ranks and shingle sets (or signatures,
-   `verify: signature`) once, and its (key, node) rows to K hash buckets.
+   `verify: signature`) once, and its (key, node) rows to K hash buckets. A node id is the
+   document's chunk and row in one uint64 (`chunks.node_ids`, `chunk_of`, `row_of`).
 2. candidates (one task per bucket): documents with an equal key are candidate pairs (each
    compared with at most `max_pairs_per_doc` earlier members of its key group, so a group of 10k
    identical pages costs 320k pairs, not 50M, and stays connected); pairs go to the chunk of
@@ -126,31 +127,61 @@ def _parse(rank: str) -> tuple[str, str, int]:
 # -- steps ------------------------------------------------------------------------------------------
 
 
+def _docs_path(job: Job, chunk: int) -> str:
+    return _p(job.signatures, "docs", f"{chunk:06d}.parquet")
+
+
+def _labels_path(job: Job, round_: int, part: int) -> str:
+    return _p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet")
+
+
 def _sign(task: ChunkTask) -> int:
+    """A chunk's documents: their ranks and what verify compares, kept for the joins, and their keys
+    sent to the buckets."""
     job, chunk = task.job, task.chunk
     table = chunking.read(DEDUP, chunk, ["id", "text", "karma", "created_utc"])
-    texts = table.column("text").combine_chunks()
-    n = len(texts)
-    parts = [sign_with_shingles(texts.slice(lo, SIGN_BATCH), job.config) for lo in range(0, n, SIGN_BATCH)]
-    sigs = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, job.config.num_perm), np.uint32)
-    hashes = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
-    nodes = (np.uint64(chunk.index) << np.uint64(32)) | np.arange(n, dtype=np.uint64)
-    if job.config.verify == "jaccard":
-        data = pa.chunked_array([p[2] for p in parts], pa.list_(pa.uint32()))
-    else:
-        data = pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(4 * job.config.num_perm), n, [None, pa.py_buffer(sigs.tobytes())]
-        )
-    docs = pa.table({"rank": pa.array(ranks(table, hashes, nodes), pa.string()), "data": data})
-    storage.write_parquet(_p(job.signatures, "docs", f"{chunk.index:06d}.parquet"), docs)
-    key_cols = []
+    sigs, hashes, sets = _signatures(table.column("text").combine_chunks(), job.config)
+    nodes = chunking.node_ids(chunk.index, np.arange(table.num_rows))
+    docs = pa.table(
+        {"rank": pa.array(ranks(table, hashes, nodes), pa.string()), "data": _compared(job.config, sigs, sets)}
+    )
+    storage.write_parquet(_docs_path(job, chunk.index), docs)
+    keys = _keys(job, sigs, hashes)
+    if keys.size:
+        _write_keys(job, chunk.index, keys, nodes)
+    return table.num_rows
+
+
+def _signatures(texts: pa.StringArray, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, pa.ChunkedArray]:
+    """Signatures, exact-text keys and shingle sets, SIGN_BATCH documents at a time (bounded memory)."""
+    parts = [sign_with_shingles(texts.slice(lo, SIGN_BATCH), config) for lo in range(0, len(texts), SIGN_BATCH)]
+    sets = pa.chunked_array([p[2] for p in parts], pa.list_(pa.uint32()))
+    if not parts:
+        return np.zeros((0, config.num_perm), np.uint32), np.zeros(0, np.uint64), sets
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), sets
+
+
+def _compared(config: DedupConfig, sigs: np.ndarray, sets: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """What verify compares: the shingle sets (`jaccard`), or the signatures as fixed-size binary."""
+    if config.verify == "jaccard":
+        return sets
+    return pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(4 * config.num_perm), len(sigs), [None, pa.py_buffer(sigs.tobytes())]
+    )
+
+
+def _keys(job: Job, sigs: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """(documents x keys) uint64: the LSH band keys (`near`), then the exact-text key (`exact`)."""
+    columns = []
     if job.config.near:
-        key_cols.append(band_keys(sigs, job.bands, job.rows))
+        columns.append(band_keys(sigs, job.bands, job.rows))
     if job.config.exact:
-        key_cols.append(hashes[:, None])
-    if not key_cols or not n:
-        return n
-    keys = np.concatenate(key_cols, axis=1)
+        columns.append(hashes[:, None])
+    return np.concatenate(columns, axis=1) if columns else np.zeros((len(hashes), 0), np.uint64)
+
+
+def _write_keys(job: Job, chunk: int, keys: np.ndarray, nodes: np.ndarray) -> None:
+    """Every (key, node) row to the bucket of its key, so that equal keys meet in one candidates task."""
     flat_keys = keys.reshape(-1)
     flat_nodes = np.repeat(nodes, keys.shape[1])
     bucket = flat_keys % np.uint64(job.buckets)
@@ -160,10 +191,9 @@ def _sign(task: ChunkTask) -> int:
         sel = order[bounds[b] : bounds[b + 1]]
         if len(sel):
             storage.write_parquet(
-                _p(job.signatures, "keys", f"{b:05d}", f"{chunk.index:06d}.parquet"),
+                _p(job.signatures, "keys", f"{b:05d}", f"{chunk:06d}.parquet"),
                 pa.table({"key": flat_keys[sel], "node": flat_nodes[sel]}),
             )
-    return n
 
 
 def _write_grouped(table: pa.Table, group: np.ndarray, folder: str, name: str) -> None:
@@ -176,37 +206,41 @@ def _write_grouped(table: pa.Table, group: np.ndarray, folder: str, name: str) -
 
 
 def _candidates(task: BucketTask) -> int:
+    """A bucket's candidate pairs, each sent to the chunk of its first document."""
     job, bucket = task.job, task.bucket
-    folder = _p(job.signatures, "keys", f"{bucket:05d}")
-    if not storage.exists(folder):
+    table = _read_folder(_p(job.signatures, "keys", f"{bucket:05d}"))
+    if table is None:
         return 0
-    table = pa.concat_tables(pq.read_table(storage.open_input(f)) for f in storage.list_files(folder))
-    keys = table.column("key").to_numpy()
-    nodes = table.column("node").to_numpy()
+    pairs = _equal_key_pairs(table.column("key").to_numpy(), table.column("node").to_numpy(), job.config)
+    if not len(pairs):
+        return 0
+    _write_grouped(
+        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}),
+        chunking.chunk_of(pairs[:, 0]),
+        job.candidates,
+        f"{bucket:05d}.parquet",
+    )
+    return len(pairs)
+
+
+def _equal_key_pairs(keys: np.ndarray, nodes: np.ndarray, config: DedupConfig) -> np.ndarray:
+    """(pairs x 2) distinct (smaller, larger) nodes that share a key: in each key group sorted by node,
+    every node with the `max_pairs_per_doc` nodes before it, which keeps the group connected."""
     order = np.lexsort((nodes, keys))
     keys, nodes = keys[order], nodes[order]
     pairs_a, pairs_b = [], []
-    for d in range(1, min(job.config.max_pairs_per_doc, len(keys) - 1) + 1):
+    for d in range(1, min(config.max_pairs_per_doc, len(keys) - 1) + 1):
         same = keys[d:] == keys[:-d]
         if not same.any():
             break
         pairs_a.append(nodes[:-d][same])
         pairs_b.append(nodes[d:][same])
     if not pairs_a:
-        return 0
+        return np.zeros((0, 2), np.uint64)
     a, b = np.concatenate(pairs_a), np.concatenate(pairs_b)
     keep = a != b
     a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-    if not len(pairs):
-        return 0
-    _write_grouped(
-        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}),
-        (pairs[:, 0] >> np.uint64(32)).astype(np.int64),
-        job.candidates,
-        f"{bucket:05d}.parquet",
-    )
-    return len(pairs)
+    return np.unique(np.stack([a, b], axis=1), axis=0)
 
 
 def _read_folder(folder: str) -> pa.Table | None:
@@ -217,21 +251,23 @@ def _read_folder(folder: str) -> pa.Table | None:
 
 
 def _docs(job: Job, chunk: int) -> pa.Table:
-    return pq.read_table(storage.open_input(_p(job.signatures, "docs", f"{chunk:06d}.parquet")))
+    return pq.read_table(storage.open_input(_docs_path(job, chunk)))
 
 
 def _attach(task: ChunkTask) -> int:
+    """The first document's rank and data joined to each of the chunk's pairs, sent on to the chunk
+    of the second document."""
     job, chunk = task.job, task.chunk.index
     pairs = _read_folder(_p(job.candidates, f"{chunk:06d}"))
     if pairs is None:
         return 0
     both = np.unique(np.stack([pairs.column("a").to_numpy(), pairs.column("b").to_numpy()], axis=1), axis=0)
     docs = _docs(job, chunk)
-    rows = pa.array((both[:, 0] & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    rows = pa.array(chunking.row_of(both[:, 0]))
     table = pa.table(
         {"a_rank": docs.column("rank").take(rows), "a_data": docs.column("data").take(rows), "b": both[:, 1]}
     )
-    _write_grouped(table, (both[:, 1] >> np.uint64(32)).astype(np.int64), job.pairs, f"{chunk:06d}.parquet")
+    _write_grouped(table, chunking.chunk_of(both[:, 1]), job.pairs, f"{chunk:06d}.parquet")
     return len(both)
 
 
@@ -255,37 +291,39 @@ def _jaccards(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
     return out
 
 
+def _similarity(config: DedupConfig, a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Jaccard similarity of each pair: exact (`jaccard`), or estimated by signature agreement."""
+    if config.verify == "jaccard":
+        return _jaccards(a, b)
+    return (_sig_matrix(a, config.num_perm) == _sig_matrix(b, config.num_perm)).mean(axis=1)
+
+
 def _verify(task: ChunkTask) -> int:
+    """The second document's rank and data joined to each pair; the pairs that are duplicates are
+    written as edges both ways, to the partitions of their source nodes."""
     job, chunk = task.job, task.chunk.index
     pairs = _read_folder(_p(job.pairs, f"{chunk:06d}"))
     if pairs is None:
         return 0
     docs = _docs(job, chunk)
-    rows = pa.array((pairs.column("b").to_numpy() & np.uint64(0xFFFFFFFF)).astype(np.int64))
-    b_rank = docs.column("rank").take(rows)
-    b_data = docs.column("data").take(rows)
-    if job.config.verify == "jaccard":
-        similarity = _jaccards(pairs.column("a_data"), b_data)
-    else:
-        n = job.config.num_perm
-        similarity = (_sig_matrix(pairs.column("a_data"), n) == _sig_matrix(b_data, n)).mean(axis=1)
-    a_ranks, b_ranks = pairs.column("a_rank").to_pylist(), b_rank.to_pylist()
-    same_text = np.array([_parse(x)[1] == _parse(y)[1] for x, y in zip(a_ranks, b_ranks)], bool)
+    rows = pa.array(chunking.row_of(pairs.column("b").to_numpy()))
+    a_ranks, b_ranks = pairs.column("a_rank").to_pylist(), docs.column("rank").take(rows).to_pylist()
     edge = np.zeros(len(a_ranks), bool)
     if job.config.exact:
-        edge |= same_text
+        edge |= np.array([_parse(x)[1] == _parse(y)[1] for x, y in zip(a_ranks, b_ranks)], bool)
     if job.config.near:
-        edge |= similarity >= job.config.threshold
-    src = [r for r, e in zip(a_ranks, edge) if e] + [r for r, e in zip(b_ranks, edge) if e]
-    dst = [r for r, e in zip(b_ranks, edge) if e] + [r for r, e in zip(a_ranks, edge) if e]
-    if src:
+        edge |= _similarity(job.config, pairs.column("a_data"), docs.column("data").take(rows)) >= job.config.threshold
+    a_ranks = [r for r, e in zip(a_ranks, edge) if e]
+    b_ranks = [r for r, e in zip(b_ranks, edge) if e]
+    if a_ranks:
+        src, dst = a_ranks + b_ranks, b_ranks + a_ranks
         _write_grouped(
             pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())}),
             _part_of(src, job.parts),
             job.verify,
             f"{chunk:06d}.parquet",
         )
-    return int(edge.sum())
+    return len(a_ranks)
 
 
 def _propagate(task: PartTask) -> int:
@@ -295,27 +333,38 @@ def _propagate(task: PartTask) -> int:
     if adj is None:
         return 0
     if round_ == 0:
-        labels = adj.group_by("src").aggregate([("dst", "min")]).rename_columns(["node", "new"])
-        labels = labels.append_column("label", pc.min_element_wise(labels.column("node"), labels.column("new")))
-        changed = labels
+        labels = changed = _first_labels(adj)
     else:
-        old = pq.read_table(
-            storage.open_input(_p(job.components, "labels", f"{round_ - 1:04d}", f"{part:06d}.parquet"))
-        )
+        old = pq.read_table(storage.open_input(_labels_path(job, round_ - 1, part)))
         msgs = _read_folder(_p(job.components, "msgs", f"{round_:04d}", f"{part:06d}"))
         if msgs is None:
-            storage.write_parquet(_p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet"), old)
+            storage.write_parquet(_labels_path(job, round_, part), old)
             return 0
-        best = msgs.group_by("node").aggregate([("label", "min")]).rename_columns(["node", "new"])
-        labels = old.join(best, "node", join_type="left outer")
-        new = pc.coalesce(pc.min_element_wise(labels.column("label"), labels.column("new")), labels.column("label"))
-        moved = pc.less(new, labels.column("label")).fill_null(False)
-        labels = labels.set_column(labels.column_names.index("label"), "label", new)
-        changed = labels.filter(moved)
-    labels = labels.select(["node", "label"])
-    storage.write_parquet(_p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet"), labels)
+        labels, changed = _lowered(old, msgs)
+    storage.write_parquet(_labels_path(job, round_, part), labels.select(["node", "label"]))
     if not changed.num_rows:
         return 0
+    return _send(job, part, round_, adj, changed)
+
+
+def _first_labels(adj: pa.Table) -> pa.Table:
+    """Each node's label after round 0: the least of itself and its neighbours."""
+    labels = adj.group_by("src").aggregate([("dst", "min")]).rename_columns(["node", "new"])
+    return labels.append_column("label", pc.min_element_wise(labels.column("node"), labels.column("new")))
+
+
+def _lowered(old: pa.Table, msgs: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The partition's labels lowered by the least label sent to each node, and the nodes whose label moved."""
+    best = msgs.group_by("node").aggregate([("label", "min")]).rename_columns(["node", "new"])
+    labels = old.join(best, "node", join_type="left outer")
+    new = pc.coalesce(pc.min_element_wise(labels.column("label"), labels.column("new")), labels.column("label"))
+    moved = pc.less(new, labels.column("label")).fill_null(False)
+    labels = labels.set_column(labels.column_names.index("label"), "label", new)
+    return labels, labels.filter(moved)
+
+
+def _send(job: Job, part: int, round_: int, adj: pa.Table, changed: pa.Table) -> int:
+    """Each moved label to the neighbours of its node, in their partitions' messages of the next round."""
     out = adj.join(changed.select(["node", "label"]), "src", "node", join_type="inner")
     dst = out.column("dst").to_pylist()
     _write_grouped(
@@ -327,50 +376,62 @@ def _propagate(task: PartTask) -> int:
     return out.num_rows
 
 
+def _cluster_of(node: str, label: str) -> tuple[int, str, str | None]:
+    """(node id, survivor id, drop reason) of a document whose final label is `label`."""
+    _, text_key, node_id = _parse(node)
+    survivor, survivor_key, _ = _parse(label)
+    reason = None if node == label else ("exact_duplicate" if text_key == survivor_key else "near_duplicate")
+    return node_id, survivor, reason
+
+
 def _route(task: PartTask) -> int:
     """Send each clustered document's survivor id and reason to its chunk."""
     job, part, round_ = task.job, task.part, task.round
-    path = _p(job.components, "labels", f"{round_:04d}", f"{part:06d}.parquet")
+    path = _labels_path(job, round_, part)
     if not storage.exists(path):
         return 0
     labels = pq.read_table(storage.open_input(path))
-    rows, clusters, reasons, chunks = [], [], [], []
+    ids, clusters, reasons = [], [], []
     for node, label in zip(labels.column("node").to_pylist(), labels.column("label").to_pylist()):
-        _, h, n = _parse(node)
-        survivor, survivor_hash, _ = _parse(label)
-        rows.append(n & 0xFFFFFFFF)
-        chunks.append(n >> 32)
+        node_id, survivor, reason = _cluster_of(node, label)
+        ids.append(node_id)
         clusters.append(survivor)
-        reasons.append(None if node == label else ("exact_duplicate" if h == survivor_hash else "near_duplicate"))
+        reasons.append(reason)
+    nodes = np.array(ids, np.uint64)
     table = pa.table(
         {
-            "row": pa.array(rows, pa.int64()),
+            "row": pa.array(chunking.row_of(nodes)),
             "cluster": pa.array(clusters, pa.string()),
             "reason": pa.array(reasons, pa.string()),
         }
     )
-    _write_grouped(table, np.array(chunks, np.int64), job.clusters, f"{part:06d}.parquet")
-    return len(rows)
+    _write_grouped(table, chunking.chunk_of(nodes), job.clusters, f"{part:06d}.parquet")
+    return len(ids)
+
+
+def _clusters(job: Job, chunk: int, rows: int) -> tuple[list, list]:
+    """Per row of the chunk: its cluster's survivor id and its drop reason (None for both: no cluster)."""
+    cluster = np.full(rows, None, object)
+    reason = np.full(rows, None, object)
+    results = _read_folder(_p(job.clusters, f"{chunk:06d}"))
+    if results is not None:
+        idx = results.column("row").to_numpy()
+        cluster[idx] = results.column("cluster").to_pylist()
+        reason[idx] = results.column("reason").to_pylist()
+    return cluster.tolist(), reason.tolist()
 
 
 def _filter(task: ChunkTask) -> dict:
     """Write the chunk's rows with `duplicate_cluster`, less the duplicates; returns its counts."""
     job, chunk = task.job, task.chunk
     table = chunking.read(DEDUP, chunk)
-    n = table.num_rows
-    cluster = np.full(n, None, object)
-    reason = np.full(n, None, object)
-    results = _read_folder(_p(job.clusters, f"{chunk.index:06d}"))
-    if results is not None:
-        idx = results.column("row").to_numpy()
-        cluster[idx] = results.column("cluster").to_pylist()
-        reason[idx] = results.column("reason").to_pylist()
-    table = table.append_column("duplicate_cluster", pa.array(cluster.tolist(), pa.string()))
-    drop = pa.array(reason.tolist(), pa.string())
+    cluster, reason = _clusters(job, chunk.index, table.num_rows)
+    table = table.append_column("duplicate_cluster", pa.array(cluster, pa.string()))
+    drop = pa.array(reason, pa.string())
     kept = table.filter(pc.is_null(drop))
     storage.write_parquet(storage.join(job.out, f"part-{chunk.index:05d}.parquet"), conform(kept, OUTPUT))
     job.drops.write(table.append_column(DROP_REASON, drop).filter(pc.is_valid(drop)), f"part-{chunk.index:05d}")
-    counts = Counter(r for r in reason.tolist() if r is not None)
+    counts = Counter(r for r in reason if r is not None)
     return {"kept": kept.num_rows, "dropped": dict(counts)}
 
 

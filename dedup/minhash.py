@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 
 import numpy as np
@@ -239,6 +239,8 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint32(16))
 
 
+_DOC_SHIFT = np.uint64(32)  # a shingle set's sort key: (document << 32) | 32-bit shingle hash
+_HASH_MASK = np.uint64(0xFFFFFFFF)
 BLOCK_SHINGLES = 16_384  # shingles x PERM_STEP permuted values stay in the L2 cache
 PERM_STEP = 16
 
@@ -253,16 +255,14 @@ def sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
 def shingle_sets(hashes: np.ndarray, offsets: np.ndarray) -> pa.ListArray:
     """Each document's distinct shingle hashes, sorted (for exact Jaccard of candidate pairs)."""
     doc = np.repeat(np.arange(len(offsets), dtype=np.uint64), np.diff(np.append(offsets, len(hashes))))
-    combined = np.sort((doc << np.uint64(32)) | hashes.astype(np.uint64))  # one sort, not a lexsort
+    combined = np.sort((doc << _DOC_SHIFT) | hashes.astype(np.uint64))  # one sort, not a lexsort
     keep = np.ones(len(combined), bool)
     keep[1:] = combined[1:] != combined[:-1]
     combined = combined[keep]
-    counts = np.bincount((combined >> np.uint64(32)).astype(np.int64), minlength=len(offsets))
+    counts = np.bincount((combined >> _DOC_SHIFT).astype(np.int64), minlength=len(offsets))
     list_offsets = np.zeros(len(offsets) + 1, np.int32)
     np.cumsum(counts, out=list_offsets[1:])
-    return pa.ListArray.from_arrays(
-        pa.array(list_offsets), pa.array((combined & np.uint64(0xFFFFFFFF)).astype(np.uint32))
-    )
+    return pa.ListArray.from_arrays(pa.array(list_offsets), pa.array((combined & _HASH_MASK).astype(np.uint32)))
 
 
 def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, pa.ListArray]:
@@ -272,8 +272,8 @@ def sign_with_shingles(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarr
 
 
 def _sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n_docs = len(texts)
-    if not n_docs:
+    """Signatures, exact-text keys, shingle hashes and each document's first shingle."""
+    if not len(texts):
         return (
             np.zeros((0, config.num_perm), np.uint32),
             np.zeros(0, np.uint64),
@@ -281,25 +281,43 @@ def _sign(texts, config: DedupConfig) -> tuple[np.ndarray, np.ndarray, np.ndarra
             np.zeros(0, np.int64),
         )
     hashes, offsets, keys = shingle_hashes(texts, config)
+    return _min_hashes(hashes, offsets, config), keys, hashes, offsets
+
+
+def _min_hashes(hashes: np.ndarray, offsets: np.ndarray, config: DedupConfig) -> np.ndarray:
+    """(documents x num_perm) minimum over each document's shingles of each permutation of their
+    mixed hashes, block by block of whole documents so that the permuted values stay in cache."""
     mixed = _fmix32(hashes)
     a, b = permutations(config.num_perm, config.seed)
-    out = np.empty((config.num_perm, n_docs), np.uint32)
+    out = np.empty((config.num_perm, len(offsets)), np.uint32)
     buffer = np.empty((PERM_STEP, BLOCK_SHINGLES), np.uint32)
-    ends = np.append(offsets[1:], len(mixed))
-    d0 = 0
-    while d0 < n_docs:  # blocks of whole documents of about BLOCK_SHINGLES shingles
-        d1 = max(d0 + 1, int(np.searchsorted(ends, offsets[d0] + BLOCK_SHINGLES, side="right")))
-        s0, s1 = offsets[d0], ends[d1 - 1]
-        block = mixed[s0:s1]
-        local = offsets[d0:d1] - s0
+    for d0, d1, s0, s1 in _document_blocks(offsets, len(mixed)):
         work = buffer[:, : s1 - s0] if s1 - s0 <= BLOCK_SHINGLES else np.empty((PERM_STEP, s1 - s0), np.uint32)
-        for lo in range(0, config.num_perm, PERM_STEP):
-            step = min(PERM_STEP, config.num_perm - lo)
-            np.multiply(block[None, :], a[lo : lo + step], out=work[:step])
-            work[:step] += b[lo : lo + step]
-            out[lo : lo + step, d0:d1] = np.minimum.reduceat(work[:step], local, axis=1)
+        _block_minima(mixed[s0:s1], offsets[d0:d1] - s0, a, b, work, out[:, d0:d1])
+    return np.ascontiguousarray(out.T)
+
+
+def _document_blocks(offsets: np.ndarray, shingles: int) -> Iterator[tuple[int, int, int, int]]:
+    """(first document, end document, first shingle, end shingle) of runs of whole documents of about
+    BLOCK_SHINGLES shingles (one document when it alone has more)."""
+    ends = np.append(offsets[1:], shingles)
+    d0 = 0
+    while d0 < len(offsets):
+        d1 = max(d0 + 1, int(np.searchsorted(ends, offsets[d0] + BLOCK_SHINGLES, side="right")))
+        yield d0, d1, offsets[d0], ends[d1 - 1]
         d0 = d1
-    return np.ascontiguousarray(out.T), keys, hashes, offsets
+
+
+def _block_minima(
+    block: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray, work: np.ndarray, out: np.ndarray
+) -> None:
+    """`out[p, d]`: the least `a[p] * h + b[p]` (mod 2^32) over document d's shingle hashes h in
+    `block` (documents begin at `starts`), PERM_STEP permutations at a time in `work`."""
+    for lo in range(0, len(a), PERM_STEP):
+        step = min(PERM_STEP, len(a) - lo)
+        np.multiply(block[None, :], a[lo : lo + step], out=work[:step])
+        work[:step] += b[lo : lo + step]
+        out[lo : lo + step] = np.minimum.reduceat(work[:step], starts, axis=1)
 
 
 def signatures(texts, config: DedupConfig) -> np.ndarray:

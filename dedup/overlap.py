@@ -7,6 +7,9 @@ n-grams (~2 probes per miss), the few hits are confirmed exactly against the sor
 match is a real shared n-gram (up to 64-bit hash collisions). A task returns its counts and a
 bitmap over the eval n-grams it found; the driver ORs the bitmaps (size: eval n-grams / 8 bytes).
 
+`webtext overlap` runs the stage OVERLAP: decontaminate's `evalsets` step (the eval n-grams, built
+in a task and kept by a rerun), then a `scan` that only counts (no documents written).
+
 That gives the paper's number — the share of each eval set's 8-grams found in the corpus — exactly,
 and in one pass with decontamination. (A Bloom filter of the corpus' own n-grams, as in the paper,
 costs ~4.8 bytes per corpus n-gram at a 1e-8 false-positive rate — ~40 GB for WebText — and its
@@ -22,17 +25,21 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import ValidationError
 
 from dedup import chunks as chunking
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.chunks import Chunk
 from dedup.evalsets import name_of, read_evalset
-from webtext.core import runner, storage
+from webtext.core import storage
+from webtext.core.config import DecontaminateConfig, validation_problems
 from webtext.core.failures import DropSink
 from webtext.core.schemas import conform
-from webtext.core.stage import DROP_REASON, InputError, Stage
+from webtext.core.stage import DROP_REASON, InputError, Stage, Step, StepContext
 
 BATCH = 4096  # documents hashed at a time
+WORK = "_overlap"  # the OVERLAP stage's folder in the corpus folder, removed once the report is out
+REPORT = "overlap.json"
 
 
 @dataclass
@@ -117,11 +124,23 @@ class ScanTask:
 
 
 def scan_chunk(task: ScanTask) -> dict:
+    """A chunk's matches: its counts and found-bitmap, and with `scan.out` its documents written."""
     scan, chunk = task.scan, task.chunk
     evals = EvalNgrams.load(scan.evalset_file)
-    stage = scan.stage or OVERLAP
-    table = chunking.read(stage, chunk, None if scan.out else ["text"])
+    table = chunking.read(scan.stage or OVERLAP, chunk, None if scan.out else ["text"])
     texts = table.column("text").combine_chunks()
+    total, found, contaminated = _match(evals, texts, scan)
+    result = {"rows": len(texts), "found": np.packbits(found).tobytes(), "outcomes": contaminated, "dropped": {}}
+    if scan.out is not None:
+        kept, dropped = _write_scanned(scan, chunk, table, total)
+        result["dropped"] = {"contaminated": dropped} if dropped else {}
+        result["kept"] = kept
+    return result
+
+
+def _match(evals: EvalNgrams, texts: pa.StringArray, scan: Scan) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Eval n-grams per text, which eval n-grams were found, and the texts with `min_matches` of
+    each set's (`contaminated_by:<set>`), BATCH texts at a time."""
     found = np.zeros(len(evals.hashes), bool)
     total = np.zeros(len(texts), np.int64)
     contaminated = Counter()
@@ -131,20 +150,21 @@ def scan_chunk(task: ScanTask) -> dict:
         found[idx] = True
         for name, counts in zip(evals.names, per_set):
             contaminated[f"contaminated_by:{name}"] += int((counts >= scan.min_matches).sum())
-    result = {"rows": len(texts), "found": np.packbits(found).tobytes(), "outcomes": dict(contaminated), "dropped": {}}
-    if scan.out is not None:
-        matches = pa.array(total.astype(np.int32), pa.int32())
-        table = table.append_column("eval_ngram_matches", matches)
-        bad = pc.greater_equal(matches, scan.min_matches)
-        kept = table.filter(pc.invert(bad)) if scan.drop else table
-        dropped = len(texts) - kept.num_rows
-        if scan.drops is not None and scan.drop:
-            reason = pa.array(["contaminated"] * len(texts), pa.string())
-            scan.drops.write(table.append_column(DROP_REASON, reason).filter(bad), f"part-{chunk.index:05d}")
-        storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
-        result["dropped"] = {"contaminated": dropped} if dropped else {}
-        result["kept"] = kept.num_rows
-    return result
+    return total, found, dict(contaminated)
+
+
+def _write_scanned(scan: Scan, chunk: Chunk, table: pa.Table, total: np.ndarray) -> tuple[int, int]:
+    """The chunk's documents with `eval_ngram_matches`, less the contaminated ones unless flagged;
+    returns (kept, dropped)."""
+    matches = pa.array(total.astype(np.int32), pa.int32())
+    table = table.append_column("eval_ngram_matches", matches)
+    bad = pc.greater_equal(matches, scan.min_matches)
+    kept = table.filter(pc.invert(bad)) if scan.drop else table
+    if scan.drops is not None and scan.drop:
+        reason = pa.array(["contaminated"] * table.num_rows, pa.string())
+        scan.drops.write(table.append_column(DROP_REASON, reason).filter(bad), f"part-{chunk.index:05d}")
+    storage.write_parquet(storage.join(scan.out, f"part-{chunk.index:05d}.parquet"), conform(kept, scan.output))
+    return kept.num_rows, table.num_rows - kept.num_rows
 
 
 def summarize(evals: EvalNgrams, found: np.ndarray, corpus: str, documents: int) -> dict:
@@ -175,28 +195,38 @@ def found_ngrams(evals: EvalNgrams, results: list[dict]) -> np.ndarray:
     return found
 
 
-def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rate: float = 1e-8) -> dict:
-    """`webtext overlap`: the share of each eval set's n-grams found in a folder of documents;
-    written to SHARDS/overlap.json and returned. Needs Ray initialized (runner.init_ray)."""
-    shards = storage.normalize(shards)
-    if not evalsets:
-        raise InputError("overlap needs at least one --evalset")
-    evals = EvalNgrams.build(evalsets, ngram, false_positive_rate)
-    scratch = storage.join(shards, "_overlap_scratch")
-    files = runner.input_files(OVERLAP, [shards])
-    runner.check_inputs(OVERLAP, files)
-    scan = Scan(storage.join(scratch, "evalsets.npz"), ngram, 1)
-    try:
-        evals.save(scan.evalset_file)
-        results = runner.run_tasks(
-            OVERLAP, scan_chunk, [ScanTask(scan, c) for c in chunking.chunks(files)], desc="eval n-grams"
-        )
-    finally:
-        storage.delete(scratch)
-    report = summarize(evals, found_ngrams(evals, results), shards, sum(r["rows"] for r in results))
-    report["ngram"] = ngram
-    storage.write_json(storage.join(shards, "overlap.json"), report)
-    return report
+@dataclass(frozen=True)
+class EvalsetsTask:
+    config: DecontaminateConfig
+    location: str  # where the eval n-grams go
+
+
+def build_evalsets(task: EvalsetsTask) -> None:
+    config = task.config
+    EvalNgrams.build(config.evalsets, config.ngram, config.false_positive_rate).save(task.location)
+
+
+def evalsets_file(ctx: StepContext) -> str:
+    return storage.join(ctx.folder("evalsets"), "evalsets.npz")
+
+
+# the first step of decontaminate and of overlap: the eval sets' n-grams, from the config section
+EVALSETS = Step("evalsets", build_evalsets, lambda ctx: [EvalsetsTask(ctx.config, evalsets_file(ctx))])
+
+
+def _scan_tasks(ctx: StepContext) -> list[ScanTask]:
+    scan = Scan(evalsets_file(ctx), ctx.config.ngram, 1)
+    return [ScanTask(scan, chunk) for chunk in chunking.chunks(ctx.files)]
+
+
+def _report(ctx: StepContext, results: list[dict]) -> None:
+    """Every document counted as passed (none is written), and the report in the stage's folder."""
+    evals = EvalNgrams.load(evalsets_file(ctx))
+    documents = sum(r["rows"] for r in results)
+    ctx.stats.output = documents
+    report = summarize(evals, found_ngrams(evals, results), ctx.inputs[0], documents)
+    report["ngram"] = ctx.config.ngram
+    storage.write_json(storage.join(ctx.out, REPORT), report)
 
 
 OVERLAP = Stage(
@@ -204,5 +234,29 @@ OVERLAP = Stage(
     unit="documents",
     required={"text": pa.string()},
     output=pa.schema([]),
+    steps=(EVALSETS, Step("scan", scan_chunk, _scan_tasks, _report)),
     description="share of each eval set's n-grams found in a corpus",
 )
+
+
+def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rate: float = 1e-8) -> dict:
+    """`webtext overlap`: the share of each eval set's n-grams found in a folder of documents;
+    written to SHARDS/overlap.json and returned. Needs Ray initialized (runner.init_ray).
+
+    The stage runs in SHARDS/_overlap: a run stopped in the scan resumes with the eval n-grams built."""
+    # here, not at the top: the scan's workers import this module, and the runner pulls in Ray Data
+    from webtext.core.runner import run_stage
+
+    shards = storage.normalize(shards)
+    if not evalsets:
+        raise InputError("overlap needs at least one --evalset")
+    try:
+        config = DecontaminateConfig(evalsets=evalsets, ngram=ngram, false_positive_rate=false_positive_rate)
+    except ValidationError as exc:
+        raise InputError(f"overlap: {validation_problems(exc)}") from None
+    work = storage.join(shards, WORK)
+    run_stage(OVERLAP, [shards], work, config)
+    report = storage.read_json(storage.join(work, REPORT))
+    storage.write_json(storage.join(shards, REPORT), report)
+    storage.delete(work)
+    return report

@@ -86,6 +86,15 @@ def test_lsh_bands_favour_recall_at_the_threshold():
         DedupConfig(threshold=0)
 
 
+def test_node_ids_carry_chunk_and_row():
+    """A node id is its chunk above its row: both come back, whatever the row's width."""
+    rows = np.array([0, 1, 2**32 - 1])
+    nodes = chunking.node_ids(2**31 + 5, rows)
+    assert nodes.dtype == np.uint64
+    assert chunking.chunk_of(nodes).tolist() == [2**31 + 5] * 3
+    assert chunking.row_of(nodes).tolist() == rows.tolist()
+
+
 def docs_table(texts, karma=None, created=None) -> pa.Table:
     n = len(texts)
     return pa.table(
