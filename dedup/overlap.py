@@ -7,7 +7,7 @@ n-grams (~2 probes per miss), the few hits are confirmed exactly against the sor
 match is a real shared n-gram (up to 64-bit hash collisions). A task returns its counts and a
 bitmap over the eval n-grams it found; the driver ORs the bitmaps (size: eval n-grams / 8 bytes).
 
-`webtext overlap` runs the stage OVERLAP: decontaminate's `evalsets` step (the eval n-grams, built
+`webtext overlap` (webtext.pipeline.overlap) runs the stage OVERLAP: decontaminate's `evalsets` step (the eval n-grams, built
 in a task and kept by a rerun), then a `scan` that only counts (no documents written).
 
 That gives the paper's number — the share of each eval set's 8-grams found in the corpus — exactly,
@@ -25,20 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import ValidationError
 
 from dedup import chunks as chunking
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.chunks import Chunk
 from dedup.evalsets import name_of, read_evalset
 from webtext.core import storage
-from webtext.core.config import DecontaminateConfig, validation_problems
+from webtext.core.config import DecontaminateConfig
 from webtext.core.failures import DropSink
 from webtext.core.schemas import conform
 from webtext.core.stage import DROP_REASON, InputError, Stage, Step, StepContext
 
 BATCH = 4096  # documents hashed at a time
-WORK = "_overlap"  # the OVERLAP stage's folder in the corpus folder, removed once the report is out
 REPORT = "overlap.json"
 
 
@@ -237,26 +235,3 @@ OVERLAP = Stage(
     steps=(EVALSETS, Step("scan", scan_chunk, _scan_tasks, _report)),
     description="share of each eval set's n-grams found in a corpus",
 )
-
-
-def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rate: float = 1e-8) -> dict:
-    """`webtext overlap`: the share of each eval set's n-grams found in a folder of documents;
-    written to SHARDS/overlap.json and returned. Needs Ray initialized (runner.init_ray).
-
-    The stage runs in SHARDS/_overlap: a run stopped in the scan resumes with the eval n-grams built."""
-    # here, not at the top: the scan's workers import this module, and the runner pulls in Ray Data
-    from webtext.core.runner import run_stage
-
-    shards = storage.normalize(shards)
-    if not evalsets:
-        raise InputError("overlap needs at least one --evalset")
-    try:
-        config = DecontaminateConfig(evalsets=evalsets, ngram=ngram, false_positive_rate=false_positive_rate)
-    except ValidationError as exc:
-        raise InputError(f"overlap: {validation_problems(exc)}") from None
-    work = storage.join(shards, WORK)
-    run_stage(OVERLAP, [shards], work, config)
-    report = storage.read_json(storage.join(work, REPORT))
-    storage.write_json(storage.join(shards, REPORT), report)
-    storage.delete(work)
-    return report

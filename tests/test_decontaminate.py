@@ -14,9 +14,10 @@ import xxhash
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.decontaminate import DECONTAMINATE
 from dedup.evalsets import detokenize_wikitext, name_of, read_evalset, split_location
-from dedup.overlap import WORK, EvalNgrams
+from dedup.overlap import EvalNgrams
 from webtext.core import runner
 from webtext.core.config import DecontaminateConfig
+from webtext.pipeline import OVERLAP_WORK
 
 VOCAB = [f"w{i}" for i in range(5000)]
 
@@ -177,7 +178,7 @@ def test_overlap_table_of_a_corpus(tmp_path, local_ray, monkeypatch, capsys):
     assert report["documents"] == 6
     out = capsys.readouterr().out
     assert "set.q" in out and "28.49%" in out
-    assert not (tmp_path / "shards" / WORK).exists()  # the stage's folder goes once the report is out
+    assert not (tmp_path / "shards" / OVERLAP_WORK).exists()  # the stage's folder goes once the report is out
     assert cli.main(["overlap", str(tmp_path / "shards"), "--evalset", "x.jsonl", "--ngram", "0"]) == 2
 
 

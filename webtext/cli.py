@@ -148,11 +148,11 @@ def cmd_demo(args):
 
 
 def cmd_overlap(args):
-    from dedup.overlap import format_table, overlap
+    from dedup.overlap import format_table
     from webtext import pipeline
 
     pipeline.init_ray(_build_config(args).ray)
-    print(format_table(overlap(args.shards, args.evalset, args.ngram), args.ngram))
+    print(format_table(pipeline.overlap(args.shards, args.evalset, args.ngram), args.ngram))
 
 
 def parser() -> argparse.ArgumentParser:

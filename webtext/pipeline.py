@@ -8,18 +8,22 @@ config change redoes only what changed.
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 from cleaning.extract import EXTRACT
 from crawler.crawl import CRAWL
 from crawler.harvest import HARVEST
 from dedup.decontaminate import DECONTAMINATE
 from dedup.dedup import DEDUP
+from dedup.overlap import OVERLAP, REPORT
 from webtext.core import runner, storage
-from webtext.core.config import BuildConfig, RayConfig
-from webtext.core.stage import Stage
+from webtext.core.config import BuildConfig, DecontaminateConfig, RayConfig, validation_problems
+from webtext.core.stage import InputError, Stage
 from webtext.core.stats import StageStats, format_funnel
 from webtext.shards import SHARDS
 
 STAGES: dict[str, Stage] = {s.name: s for s in (HARVEST, CRAWL, EXTRACT, DEDUP, DECONTAMINATE, SHARDS)}
+OVERLAP_WORK = "_overlap"  # the OVERLAP stage's folder in the corpus folder, removed once the report is out
 
 
 def init_ray(config: RayConfig) -> None:
@@ -53,3 +57,23 @@ def build(config: BuildConfig) -> list[StageStats]:
         inputs = [out]
     print(format_funnel(funnel), flush=True)
     return funnel
+
+
+def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rate: float = 1e-8) -> dict:
+    """`webtext overlap`: the share of each eval set's n-grams found in a folder of documents;
+    written to SHARDS/overlap.json and returned. Needs Ray initialized (`init_ray`).
+
+    The stage runs in SHARDS/_overlap: a run stopped in the scan resumes with the eval n-grams built."""
+    shards = storage.normalize(shards)
+    if not evalsets:
+        raise InputError("overlap needs at least one --evalset")
+    try:
+        config = DecontaminateConfig(evalsets=evalsets, ngram=ngram, false_positive_rate=false_positive_rate)
+    except ValidationError as exc:
+        raise InputError(f"overlap: {validation_problems(exc)}") from None
+    work = storage.join(shards, OVERLAP_WORK)
+    runner.run_stage(OVERLAP, [shards], work, config)
+    report = storage.read_json(storage.join(work, REPORT))
+    storage.write_json(storage.join(shards, REPORT), report)
+    storage.delete(work)
+    return report
