@@ -6,6 +6,9 @@ reason (a chunk at once in Arrow kernels, `BatchFilter`; Python only once per ho
 URL), and merges the submissions of each normalized URL into one row that keeps all their provenance.
 Under the default karma rule ("submission") a submission below min_karma can never qualify its URL, so
 it is dropped as `low_karma` before any URL work: most submissions, on Reddit (and in the benchmarks).
+Each task keeps examples of what it drops, per reason (`DropExamples`: the same rows whatever the
+split, found by a hash of the ids computed over a whole batch; only rows that can be kept reach the
+sampler's per-row Python).
 
 At scale the work is split in two steps of the stage: `read`, one task per dump file, or per byte
 range of a large plain NDJSON file, each writing its candidates into K hash buckets by URL on storage;
