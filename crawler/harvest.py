@@ -609,8 +609,10 @@ class BatchFilter(SubmissionFilter):
             codes, urls, domains = self.url_codes(encoded.dictionary)
             index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             code[pending] = codes[index]
-        if examples:
-            examples.add_batch(records, code, score)
+        ids = None
+        if examples:  # every record's id, for its key; the candidates' ids are then taken from it
+            ids = pa.array([r.id for r in records], pa.string())
+            examples.add_batch(records, code, ids, score)
         counts = np.bincount(code, minlength=len(REASONS))
         for reason, count in zip(REASONS[1:], counts[1:].tolist()):
             if count:
@@ -634,7 +636,7 @@ class BatchFilter(SubmissionFilter):
             [
                 urls.take(distinct),
                 domains.take(distinct),
-                pa.array([r.id for r in kept], pa.string()),
+                ids.take(take) if ids is not None else pa.array([r.id for r in kept], pa.string()),
                 subreddit,
                 score.take(take),
                 pa.array([r.title for r in kept], pa.string()),
@@ -667,16 +669,19 @@ def id_keys(ids: pa.Array) -> np.ndarray:
     """xxh64 of each id's UTF-8 bytes, the key `failures.as_sample` gives a row by its id, computed in
     numpy over a whole batch (Reddit ids are 2-13 characters: xxh64's short-input path). 0 for a null
     or empty id and one of 32 bytes or more: such a row always reaches the sampler, which keys it."""
-    offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4).astype(np.int64)
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
     length = np.diff(offsets)
-    data = np.zeros(offsets[-1] - offsets[0] + 32, np.uint8)  # padded: reads past a short id stay inside
-    if ids.buffers()[2] is not None:
-        data[: len(data) - 32] = np.frombuffer(ids.buffers()[2], np.uint8, len(data) - 32, offsets[0])
-    at = offsets[:-1] - offsets[0]
+    h = np.zeros(len(ids), np.uint64)
+    if ids.buffers()[2] is None:  # no id has a byte
+        return h
+    data = np.frombuffer(ids.buffers()[2], np.uint8)
+    at = offsets[:-1].astype(np.int64)  # each id's next byte; no read goes past an id's last byte
     with np.errstate(over="ignore"):
-        h = _P5 + length.astype(np.uint64)
+        h += _P5 + length.astype(np.uint64)
         for lane in range(3):
             m = np.flatnonzero(length >= 8 * (lane + 1))
+            if not len(m):
+                break
             lane_key = _rotl(_little_endian(data, at[m], 8) * _P2, 31) * _P1
             h[m] = _rotl(h[m] ^ lane_key, 27) * _P1 + _P4
             at[m] += 8
@@ -695,70 +700,70 @@ def id_keys(ids: pa.Array) -> np.ndarray:
     return h
 
 
-def _smallest_per_reason(keys: np.ndarray, reasons: np.ndarray, keep: int | None) -> np.ndarray:
-    """Positions of the rows whose key is among the `keep` smallest of their reason (ties all in: the
-    sampler breaks them), in order; every row when `keep` is None."""
-    if keep is None:
-        return np.arange(len(keys))
-    picked = []
-    for reason in np.unique(reasons):
-        at = np.flatnonzero(reasons == reason)
-        if len(at) > keep:
-            at = at[keys[at] <= np.partition(keys[at], keep - 1)[keep - 1]]
-        picked.append(at)
-    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
-
-
 class DropExamples:
     """A task's examples of the submissions it drops, per reason, with the columns a person needs to
     judge the drop: id, the URL as given (the merge's: the normalized URL), reason, and subreddit,
     score and title in `text`. `failures.DropSampler` keeps the `keep` whose id hashes smallest, with
-    Python work per row, so a batch reaches it only with the rows that can still be among those: their
-    keys are hashed in numpy (`id_keys`) and compared with their reason's largest kept key."""
+    Python work per row and per call, so it sees only the rows that can still be among those, a few
+    thousand at a time: their keys are hashed in numpy (`id_keys`) and compared with the `keep`-th
+    smallest key of their reason so far."""
 
-    def __init__(self, sink: DropSink, part: str):
-        self.keep = sink.keep
+    def __init__(self, sink: DropSink, part: str, reasons: tuple[str, ...]):
+        self.keep, self.reasons = sink.keep, pa.array(reasons)
         self.sampler = DropSampler(sink.folder, sink.keep, part)
-        self.limit = np.full(len(REASONS), np.iinfo(np.uint64).max, np.uint64)  # per reason code
+        self.smallest: dict[int, np.ndarray] = {}  # per reason code: the `keep` smallest keys so far
+        self.limit = np.full(len(reasons), np.iinfo(np.uint64).max, np.uint64)  # per code: the largest of them
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
 
-    def add_batch(self, records: list[Submission], code: np.ndarray, score: pa.Array) -> None:
-        """A classified batch: `code`, each record's reason (0: a candidate)."""
-        ids = pa.array([r.id for r in records], pa.string())
+    def add_batch(self, records: list[Submission], code: np.ndarray, ids: pa.Array, score: pa.Array) -> None:
+        """A classified batch: `code`, each record's reason (0: a candidate); `ids`, `score`: its columns."""
         keys = id_keys(ids)
         rows = np.flatnonzero((code != 0) & (keys <= self.limit[code]))
-        rows = rows[_smallest_per_reason(keys[rows], code[rows], self.keep)]
-        if not len(rows):
-            return
-        picked = [records[i] for i in rows.tolist()]
-        self.add(
-            ids.take(rows),
-            pa.array([r.url for r in picked], pa.string()),
-            pa.array(REASONS).take(code[rows]),
-            pa.array([r.subreddit for r in picked], pa.string()),
-            score.take(rows),
-            pa.array([r.title for r in picked], pa.string()),
-        )
+        rows = rows[self._could_be_kept(keys[rows], code[rows])]
+        if len(rows):
+            picked = [records[i] for i in rows.tolist()]
+            self._add(
+                ids.take(rows),
+                pa.array([r.url for r in picked], pa.string()),
+                code[rows],
+                pa.array([r.subreddit for r in picked], pa.string()),
+                score.take(rows),
+                pa.array([r.title for r in picked], pa.string()),
+            )
 
-    def add_candidates(self, candidates: pa.Table, rows: np.ndarray, code: np.ndarray, names: tuple[str, ...]) -> None:
-        """Candidate rows the merge drops (positions `rows` of `candidates`), each under `names[code]`."""
+    def add_candidates(self, candidates: pa.Table, rows: np.ndarray, code: np.ndarray) -> None:
+        """Candidate rows the merge drops (positions `rows` of `candidates`), each under its reason code."""
         keys = id_keys(candidates["reddit_id"].take(rows).combine_chunks())
-        picked = _smallest_per_reason(keys, code, self.keep)
+        picked = self._could_be_kept(keys, code)
         if len(picked):
             kept = candidates.take(rows[picked]).combine_chunks()
-            self.add(
-                kept["reddit_id"].chunk(0) if kept.num_rows else pa.array([], pa.string()),
-                kept["url"],
-                pa.array(names).take(code[picked]),
-                kept["subreddit"],
-                kept["score"],
-                kept["title"],
-            )
+            ids = kept["reddit_id"].chunk(0) if kept.num_rows else pa.array([], pa.string())
+            self._add(ids, kept["url"], code[picked], kept["subreddit"], kept["score"], kept["title"])
 
     def add_line(self, reason: str, text: str) -> None:
         """A drop without a record (a malformed line, a dump's lost tail): what is known in `text`."""
         self.sampler.add(pa.table({DROP_REASON: [reason], "text": [text]}))
 
-    def add(self, ids, urls, reasons, subreddits, scores, titles) -> None:
+    def _could_be_kept(self, keys: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Positions of the rows whose key is among the `keep` smallest of their reason so far (ties and
+        key 0, which the sampler computes itself, all in), updating those keys; every row when all are kept."""
+        if self.keep is None:
+            return np.arange(len(keys))
+        picked = []
+        for reason in np.unique(code).tolist():
+            at = np.flatnonzero(code == reason)
+            known = keys[at][keys[at] != 0]
+            both = np.concatenate([self.smallest.get(reason, known[:0]), known])
+            if len(both) >= self.keep:
+                self.limit[reason] = np.partition(both, self.keep - 1)[self.keep - 1]
+                both = both[both <= self.limit[reason]]
+                at = at[(keys[at] <= self.limit[reason]) | (keys[at] == 0)]
+            self.smallest[reason] = both
+            picked.append(at)
+        return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+    def _add(self, ids, urls, code, subreddits, scores, titles) -> None:
         text = pc.binary_join_element_wise(
             "subreddit: ",
             subreddits,
@@ -769,20 +774,30 @@ class DropExamples:
             "",
             null_handling="replace",
         )
-        self.sampler.add(pa.table({"id": ids, "url": urls, DROP_REASON: reasons, "text": text}))
-        if self.keep:
-            for reason in pc.unique(reasons).to_pylist():
-                kept = self.sampler.samples[reason]
-                if reason in CODE and kept.num_rows >= self.keep:
-                    self.limit[CODE[reason]] = pc.max(kept["key"]).as_py()
+        self.pending.append(pa.table({"id": ids, "url": urls, DROP_REASON: self.reasons.take(code), "text": text}))
+        self.pending_rows += len(ids)
+        if self.pending_rows >= PENDING_EXAMPLES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.sampler.add(pa.concat_tables(self.pending))
+        self.pending, self.pending_rows = [], 0
 
     def close(self) -> None:
+        self._flush()
         self.sampler.close()
 
 
-def drop_examples(sink: DropSink | None, part: str) -> DropExamples | None:
-    """A task's `DropExamples`, or None where no example is kept (`keep_dropped: 0`)."""
-    return DropExamples(sink, part) if sink is not None and sink.keep != 0 else None
+# Rows that could be examples, gathered before the sampler sees them: its cost is per call as well as
+# per row; bounded, as they are at most `keep` per reason and batch.
+PENDING_EXAMPLES = 4096
+
+
+def drop_examples(sink: DropSink | None, part: str, reasons: tuple[str, ...]) -> DropExamples | None:
+    """A task's `DropExamples` (`reasons`: the names of its reason codes), or None where no example is
+    kept (`keep_dropped: 0`)."""
+    return DropExamples(sink, part, reasons) if sink is not None and sink.keep != 0 else None
 
 
 def iter_candidates(
@@ -867,7 +882,7 @@ SCRATCH_PARQUET = dict(compression="lz4", use_dictionary=["domain", "subreddit"]
 
 def _harvest_task(task: HarvestTask) -> dict:
     stats = StageStats("harvest", "submissions")
-    examples = drop_examples(task.drops, f"t{task.index:05d}")
+    examples = drop_examples(task.drops, f"t{task.index:05d}", REASONS)
     candidates = iter_candidates(task.piece, task.config, stats, task.flush_rows, examples)
     buckets = _write_bucket(candidates, task) if task.buckets == 1 else _write_buckets(candidates, task)
     if examples:
@@ -955,7 +970,7 @@ def merge_candidates(
     stats.dropped["duplicate_url"] += int(groups.count[qualifies].sum()) - int(qualifies.sum())
     if examples:
         rows, code = groups.dropped_rows(qualifies)
-        examples.add_candidates(candidates, rows, code, MERGE_DROPS)
+        examples.add_candidates(candidates, rows, code)
     urls, chosen, offsets = groups.sorted_groups(np.flatnonzero(qualifies))
     table = _url_rows(candidates.take(pa.array(groups.rows_of(chosen, offsets))), urls, offsets, karma[chosen])
     stats.output += table.num_rows
@@ -1060,7 +1075,7 @@ def merge_task(task: MergeTask) -> dict:
             tables.append(pq.read_table(f, use_threads=False))
     candidates = pa.concat_tables(tables) if tables else CANDIDATE.empty_table()
     del tables
-    examples = drop_examples(task.drops, storage.name(task.part).removesuffix(".parquet"))
+    examples = drop_examples(task.drops, storage.name(task.part).removesuffix(".parquet"), MERGE_DROPS)
     urls = merge_candidates(candidates, task.config, stats, examples)
     storage.write_parquet(task.part, urls, compression="zstd")
     if examples:

@@ -69,6 +69,8 @@ def test_every_reason_has_its_examples_and_keep_all_keeps_every_drop(tmp_path, l
     counted = {reason: n for reason, n in stats["dropped"].items() if n}
     assert set(counted) == EVERY_REASON
     assert sorted(stats["samples"]) == sorted(counted)
+    assert main(["inspect", str(out), "--dropped"]) == 0
+    assert sorted(capsys.readouterr().out.splitlines()) == sorted(f"{r}: {n} example(s)" for r, n in counted.items())
     for reason, n in counted.items():
         assert main(["inspect", str(out), "--dropped", reason, "-n", "100"]) == 0
         assert f"{out}: {n} example(s) of {reason}, showing {min(n, 100)}" in capsys.readouterr().out
@@ -139,24 +141,27 @@ class CountingSampler(failures.DropSampler):
 
 
 def test_a_task_hands_the_sampler_only_rows_that_can_be_kept(tmp_path):
-    """Batch after batch, `DropExamples` keeps what a sampler of every dropped row keeps, and past the
-    first batches passes the sampler a small fraction of the drops."""
+    """Batch after batch, `DropExamples` keeps what a sampler of every dropped row keeps, handing the
+    sampler a small fraction of the drops: about `keep` per reason and doubling of the rows seen, not
+    `keep` per reason and batch."""
     records = [Submission(**r) for r in many_records(6000, seed=9)]
     config = HarvestConfig(**WINDOW, blocked_subreddits=["spam"], blocked_domains=["ads.example"])
-    few = DropExamples(failures.DropSink(str(tmp_path / "few"), 4), "t00000")
-    every = DropExamples(failures.DropSink(str(tmp_path / "all"), None), "t00000")
+    few = DropExamples(failures.DropSink(str(tmp_path / "few"), 4), "t00000", REASONS)
+    every = DropExamples(failures.DropSink(str(tmp_path / "all"), None), "t00000", REASONS)
     few.sampler = CountingSampler(str(tmp_path / "few"), 4, "t00000")
-    for start in range(0, len(records), 500):
-        BatchFilter(config).batch(records[start : start + 500], Counter(), few)
-        BatchFilter(config).batch(records[start : start + 500], Counter(), every)
+    dropped = Counter()
+    for start in range(0, len(records), 100):
+        BatchFilter(config).batch(records[start : start + 100], dropped, few)
+        BatchFilter(config).batch(records[start : start + 100], Counter(), every)
     few.close()
     every.close()
     reasons = sorted(p.name for p in (tmp_path / "all").iterdir())
-    assert reasons == sorted(p.name for p in (tmp_path / "few").iterdir()) and len(reasons) >= 12
+    assert reasons == sorted(p.name for p in (tmp_path / "few").iterdir()) == sorted(dropped)
     for reason in reasons:
         whole = pq.read_table(tmp_path / "all" / reason)
+        assert whole.num_rows == dropped[reason] > 4
         assert pq.read_table(tmp_path / "few" / reason).equals(failures.smallest(whole, 4))
-    assert sum(few.sampler.rows[-4:]) < 0.1 * 4 * 500
+    assert sum(few.sampler.rows) < 600 < 60 * 4 * len(reasons)
 
 
 def test_id_keys_are_xxh64_of_the_ids():
