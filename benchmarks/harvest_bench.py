@@ -14,15 +14,18 @@ pyarrow's first-call set-up done, but not its window: the merges run in the read
 `--fresh` starts a new Ray for every round (not timed), so that every round measures a first dump in a
 fresh worker.
 
-The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is the
-sum over its Ray task processes (read + merge), from each task's own `resource.getrusage`. Peak RSS
-is reported per task process and for the driver.
+The stage runs through `run_stage` on a local Ray (start time reported apart); its CPU time is what
+its Ray worker processes spent while it ran (psutil, the workers under this driver, a new worker's
+start included), its wall time per step comes from the finish times the runner records in the
+stage's marker. Peak RSS is the workers' (the kernel's VmHWM) and the driver's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import json
 import resource
 import shutil
 import statistics
@@ -36,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import msgspec  # noqa: E402
 import orjson  # noqa: E402
+import psutil  # noqa: E402
 import ray  # noqa: E402
 import zstandard  # noqa: E402
 
@@ -68,43 +72,51 @@ def bare_msgspec(paths: list[str]) -> int:
     return sum(1 for line in dump_lines(paths) if decoder.decode(line) is not None)
 
 
-def _measured(fn):
-    """Wrap a task function so that its result carries the CPU seconds and peak RSS of its process."""
-
-    def wrapped(item):
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        result = fn(item)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-        return {**result, "_cpu": cpu, "_rss_mb": after.ru_maxrss / 1024}
-
-    return wrapped
+def _workers() -> dict[tuple[int, float], psutil.Process]:
+    """The Ray worker processes under this driver (their titles start with `ray::`), by pid and start."""
+    found = {}
+    for p in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if " ".join(p.cmdline()[:1]).startswith("ray::"):
+                found[(p.pid, p.create_time())] = p
+    return found
 
 
-TASK_CPU: list[float] = []
-TASK_RSS: list[float] = []
+def _cpu(processes: dict[tuple[int, float], psutil.Process]) -> dict[tuple[int, float], float]:
+    seconds = {}
+    for key, p in processes.items():
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            seconds[key] = times.user + times.system
+    return seconds
 
 
-def instrument():
-    """Route the stage's task functions through `_measured` and collect what they report."""
-    original = runner.run_tasks
-
-    def tasks(stage, fn, items, resources=runner.ONE_CPU, desc=""):
-        results = original(stage, _measured(fn), items, resources, desc)
-        for r in results:
-            TASK_CPU.append(r.pop("_cpu"))
-            TASK_RSS.append(r.pop("_rss_mb"))
-        return results
-
-    runner.run_tasks = tasks
+def _peak_mb(pid: int) -> float:
+    """A process's peak RSS (the kernel's VmHWM), 0 when it is gone."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
-def project(paths: list[str], out: Path) -> tuple[int, float, float]:
+def project(paths: list[str], out: Path) -> tuple[int, float, float, dict[str, float], float]:
+    """Run the stage; (records, wall s, CPU s of the Ray workers, wall s per step, the workers' peak RSS
+    in MB). The step times come from the finish times the runner records in the stage's marker (each
+    step's `_scratch/<step>/_COMPLETE.json`, kept as `steps` in the stage's own marker)."""
     shutil.rmtree(out, ignore_errors=True)
-    TASK_CPU.clear()
-    t = time.perf_counter()
+    before = _cpu(_workers())
+    start, t = time.time(), time.perf_counter()
     stats = runner.run_stage(HARVEST, paths, str(out), HarvestConfig())
-    return stats.input, time.perf_counter() - t, sum(TASK_CPU)
+    wall = time.perf_counter() - t
+    workers = _workers()
+    after = _cpu(workers)
+    finished = json.loads((out / runner.MARKER).read_text())["steps"]
+    steps, previous = {}, start
+    for step in HARVEST.steps:
+        steps[step.name], previous = finished[step.name] - previous, finished[step.name]
+    peak = max((_peak_mb(pid) for pid, _ in workers), default=0.0)
+    return stats.input, wall, sum(after[k] - before.get(k, 0.0) for k in after), steps, peak
 
 
 def main():
@@ -122,7 +134,7 @@ def main():
     runner.init_ray(address="local", num_cpus=args.cpus)
     print(f"Ray start: {time.perf_counter() - t:.1f}s (excluded below)")
     cpus = runner.cpus()
-    instrument()
+    peak = 0.0
     out = Path(tempfile.mkdtemp(prefix="harvest-bench-")) / "harvest"
     rates: dict[str, list[tuple[float, float]]] = {"lines": [], "orjson": [], "msgspec": [], "stage": []}
     for r in range(args.rounds):
@@ -133,12 +145,14 @@ def main():
         if args.fresh and r:
             ray.shutdown()
             runner.init_ray(address="local", num_cpus=args.cpus)
-        n, wall, cpu = project(args.dumps, out)
+        n, wall, cpu, steps, task_peak = project(args.dumps, out)
+        peak = max(peak, task_peak)
         rates["stage"].append((n / wall, n / cpu))
         print(
             "round %d: " % r
             + " | ".join(f"{k} {v[-1][0]:,.0f}/s wall, {v[-1][1]:,.0f}/cpu-s" for k, v in rates.items())
-            + f" | stage task CPU s, reads then merges: {[round(c, 2) for c in TASK_CPU]}",
+            + f" | stage workers' CPU {cpu:.2f} s, wall s per step: "
+            + ", ".join(f"{name} {seconds:.2f}" for name, seconds in steps.items()),
             flush=True,
         )
     best = {k: (max(w for w, _ in v), max(c for _, c in v)) for k, v in rates.items()}
@@ -151,7 +165,7 @@ def main():
             f"(stage on {cpus} CPUs, bare loop on 1)"
         )
     print(
-        f"peak RSS: task processes max {max(TASK_RSS):.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        f"peak RSS: Ray worker processes max {peak:.0f} MB; driver {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )
     shutil.rmtree(out.parent, ignore_errors=True)
 

@@ -6,6 +6,9 @@ reason (a chunk at once in Arrow kernels, `BatchFilter`; Python only once per ho
 URL), and merges the submissions of each normalized URL into one row that keeps all their provenance.
 Under the default karma rule ("submission") a submission below min_karma can never qualify its URL, so
 it is dropped as `low_karma` before any URL work: most submissions, on Reddit (and in the benchmarks).
+Each task keeps examples of what it drops, per reason (`DropExamples`: the same rows whatever the
+split, found by a hash of the ids computed over a whole batch; only rows that can be kept reach the
+sampler's per-row Python).
 
 At scale the work is split in two steps of the stage: `read`, one task per dump file, or per byte
 range of a large plain NDJSON file, each writing its candidates into K hash buckets by URL on storage;
@@ -38,8 +41,9 @@ from crawler.buckets import bucket_of, by_bucket
 from crawler.urls import InvalidURL, UrlNormalizer, ascii_literal, canonical_urls, registered_domain, spread
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
+from webtext.core.failures import DropSampler, DropSink
 from webtext.core.schemas import URLS
-from webtext.core.stage import InputError, Resources, Stage, Step, StepContext
+from webtext.core.stage import DROP_REASON, InputError, Resources, Stage, Step, StepContext
 from webtext.core.stats import StageStats
 
 log = logging.getLogger(__name__)
@@ -229,104 +233,142 @@ def _plain_range(raw: _Counting, piece: Slice) -> Iterator[bytes]:
             return
 
 
-def read_submissions(piece: Slice, config: HarvestConfig, stats: StageStats) -> Iterator[list[Submission]]:
-    """Batches of decoded records; malformed lines are counted and logged with file and line.
+def _open(piece: Slice) -> _Counting:
+    """The slice's file as a counted raw stream (random access for a byte range, else a stream)."""
+    try:
+        handle = (
+            storage.open_input(piece.location) if piece.end is not None else storage.open_input_stream(piece.location)
+        )
+    except OSError as exc:
+        raise DumpError(f"{piece.location}: cannot open dump: {exc}") from None
+    return _Counting(handle)
+
+
+def _whole_lines(chunks: Iterator[bytes]) -> Iterator[tuple[bytes, memoryview | None]]:
+    """Each chunk as (the line that the previous chunks left unfinished, completed; the chunk's whole
+    lines after it, in place), and last (the dump's final line if it has no newline, None). Only the
+    line cut between two chunks is copied; the consumer drops what it got before asking for more, so
+    that no chunk is held while the next one is decompressed."""
+    tail = b""
+    for chunk in chunks:
+        start = 0
+        if tail:
+            start = chunk.find(b"\n") + 1
+            if not start:
+                tail += chunk
+                continue
+            tail += chunk[:start]
+        cut = chunk.rfind(b"\n") + 1
+        lines, joined, tail = memoryview(chunk)[start:cut], tail, chunk[cut:]
+        del chunk
+        yield joined, lines
+        del lines, joined
+    if tail.strip():
+        yield tail, None
+
+
+class _LineDecoder:
+    """Lines to records, counting them (`stats.input`) and the lines read (for messages); a malformed
+    line is counted, logged with its file and line, and kept as an example of `malformed`."""
+
+    def __init__(self, piece: Slice, stats: StageStats, examples: DropExamples | None):
+        self.decoder = msgspec.json.Decoder(Submission)
+        self.piece, self.stats, self.examples = piece, stats, examples
+        self.line = 0  # lines read
+
+    def chunk(self, joined: bytes, lines: memoryview) -> list[Submission]:
+        """The completed line cut between chunks, then a chunk's whole lines."""
+        records = self.block(joined) if joined else []
+        self.line += 1 if joined else 0
+        if len(lines):
+            records += self.block(lines)
+            self.line += _newlines(lines, 0, len(lines))
+        return records
+
+    def last(self, line: bytes) -> list[Submission]:
+        """The dump's final line, without a newline: in a plain dump, a record cut short is a truncated dump."""
+        try:
+            record = self.decoder.decode(line)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            if self.piece.location.endswith(PLAIN_SUFFIXES):
+                raise EOFError("the last line ends without a newline in the middle of a record") from None
+            records = self.block(line)
+        else:
+            self.stats.input += 1
+            records = [record]
+        self.line += 1
+        return records
+
+    def block(self, data: bytes | memoryview) -> list[Submission]:
+        """All lines of a block at once (msgspec's NDJSON decoder); line by line when one is malformed."""
+        try:
+            records = self.decoder.decode_lines(data)
+            self.stats.input += len(records)
+            return records
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
+        records = []
+        for number, text in enumerate(bytes(data).split(b"\n"), self.line + 1):
+            if not text.strip():
+                continue
+            self.stats.input += 1
+            try:
+                records.append(self.decoder.decode(text))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.stats.dropped["malformed"] += 1
+                log.warning("%s: malformed submission: %s", self.piece.where(number), exc)
+                if self.examples:
+                    line = text.decode(errors="replace")
+                    self.examples.add_line("malformed", f"{self.piece.where(number)}: {exc}\n{line}")
+        return records
+
+
+def read_submissions(
+    piece: Slice, config: HarvestConfig, stats: StageStats, examples: DropExamples | None = None
+) -> Iterator[list[Submission]]:
+    """The records of a dump slice, a list per decompressed chunk; malformed lines are counted and logged.
 
     A dump that ends early or has a corrupt frame raises DumpError naming the offset and line reached,
     unless `on_truncated: warn`, which counts the lost tail as `truncated_dump` and logs it.
     """
-    decoder = msgspec.json.Decoder(Submission)
     location = piece.location
-    line = 0
-    tail = b""
-    try:
-        handle = storage.open_input(location) if piece.end is not None else storage.open_input_stream(location)
-    except OSError as exc:
-        raise DumpError(f"{location}: cannot open dump: {exc}") from None
-    raw = _Counting(handle)
+    lines = _LineDecoder(piece, stats, examples)
+    raw = _open(piece)
     try:
         chunks = _plain_range(raw, piece) if piece.end is not None else decompressed_chunks(location, raw)
-        for chunk in chunks:
-            # Lines are decoded in place (a memoryview); only the line cut between two chunks is copied.
-            start = 0
-            if tail:
-                start = chunk.find(b"\n") + 1
-                if not start:
-                    tail += chunk
-                    continue
-                tail += chunk[:start]
-            cut = chunk.rfind(b"\n") + 1
-            records = _decode(decoder, tail, piece, line, stats) if tail else []
-            line += 1 if tail else 0
-            if cut > start:
-                records += _decode(decoder, memoryview(chunk)[start:cut], piece, line, stats)
-                line += _newlines(chunk, start, cut)
-            tail = chunk[cut:]
-            del chunk  # not held while the next one is decompressed
+        for joined, whole in _whole_lines(chunks):
+            records = lines.chunk(joined, whole) if whole is not None else lines.last(joined)
+            del joined, whole  # not held while the next chunk is decompressed
             yield records
-        if tail.strip():
-            try:
-                record = decoder.decode(tail)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                if location.endswith(PLAIN_SUFFIXES):
-                    raise EOFError("the last line ends without a newline in the middle of a record") from None
-                record = None
-            if record is not None:
-                stats.input += 1
-                yield [record]
-            else:
-                yield _decode(decoder, tail, piece, line, stats)
-            line += 1
     except EOFError as exc:
-        _truncated(
-            f"{location}: dump ends early (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats
-        )
+        message = f"{location}: dump ends early (line {lines.line + 1} reached, compressed byte {raw.offset}): {exc}"
+        _truncated(message, config, stats, examples)
     except (OSError, lzma.LZMAError, zstandard.ZstdError) as exc:
-        _truncated(
-            f"{location}: corrupt dump (line {line + 1} reached, compressed byte {raw.offset}): {exc}", config, stats
-        )
+        message = f"{location}: corrupt dump (line {lines.line + 1} reached, compressed byte {raw.offset}): {exc}"
+        _truncated(message, config, stats, examples)
     finally:
         raw.close()
-    if line == 0 and piece.start == 0 and stats.input == 0:
-        _truncated(f"{location}: empty dump (no records)", config, stats, lost=0)
+    if lines.line == 0 and piece.start == 0 and stats.input == 0:
+        _truncated(f"{location}: empty dump (no records)", config, stats, examples, lost=0)
 
 
-def _newlines(data: bytes, start: int, end: int) -> int:
+def _newlines(data: bytes | memoryview, start: int, end: int) -> int:
     """`data.count(b"\n", start, end)` in numpy, twice as fast (0.5 s per 1M real-sized records with
     `count`); in 4 MiB windows, so the comparison's temporary stays small."""
     view = np.frombuffer(data, np.uint8)
     return sum(int(np.count_nonzero(view[i : min(end, i + (1 << 22))] == 10)) for i in range(start, end, 1 << 22))
 
 
-def _truncated(message: str, config: HarvestConfig, stats: StageStats, lost: int = 1) -> None:
+def _truncated(
+    message: str, config: HarvestConfig, stats: StageStats, examples: DropExamples | None, lost: int = 1
+) -> None:
     if config.on_truncated == "error":
         raise DumpError(message + " (set harvest.on_truncated: warn to keep what was read)")
     log.warning("%s; kept what was read (on_truncated: warn)", message)
     stats.input += lost
     stats.dropped[TRUNCATED] += lost
-
-
-def _decode(
-    decoder: msgspec.json.Decoder, data: bytes | memoryview, piece: Slice, line: int, stats: StageStats
-) -> list[Submission]:
-    """All lines of a chunk at once (msgspec's NDJSON decoder); line by line when one is malformed."""
-    try:
-        records = decoder.decode_lines(data)
-        stats.input += len(records)
-        return records
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        pass
-    records = []
-    for number, text in enumerate(bytes(data).split(b"\n"), line + 1):
-        if not text.strip():
-            continue
-        stats.input += 1
-        try:
-            records.append(decoder.decode(text))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            stats.dropped["malformed"] += 1
-            log.warning("%s: malformed submission: %s", piece.where(number), exc)
-    return records
+    if examples and lost:
+        examples.add_line(TRUNCATED, message)
 
 
 # -- classifying a submission -----------------------------------------------------------------------
@@ -519,8 +561,11 @@ class BatchFilter(SubmissionFilter):
         reason, domain = self.host_class(host)
         return CODE[reason or "candidate"], domain
 
-    def batch(self, records: list[Submission], dropped: Counter) -> pa.Table | None:
-        """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped`.
+    def batch(
+        self, records: list[Submission], dropped: Counter, examples: DropExamples | None = None
+    ) -> pa.Table | None:
+        """The candidate rows of a batch (CANDIDATE schema); every other record counted in `dropped` (and
+        handed to `examples`).
 
         Reasons that need no URL come first (they take precedence), and only the records left by them
         (a fifth under the submission karma rule) are turned into Arrow columns and URL work."""
@@ -564,6 +609,10 @@ class BatchFilter(SubmissionFilter):
             codes, urls, domains = self.url_codes(encoded.dictionary)
             index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
             code[pending] = codes[index]
+        ids = None
+        if examples:  # every record's id, for its key; the candidates' ids are then taken from it
+            ids = pa.array([r.id for r in records], pa.string())
+            examples.add_batch(records, code, ids, score)
         counts = np.bincount(code, minlength=len(REASONS))
         for reason, count in zip(REASONS[1:], counts[1:].tolist()):
             if count:
@@ -587,7 +636,7 @@ class BatchFilter(SubmissionFilter):
             [
                 urls.take(distinct),
                 domains.take(distinct),
-                pa.array([r.id for r in kept], pa.string()),
+                ids.take(take) if ids is not None else pa.array([r.id for r in kept], pa.string()),
                 subreddit,
                 score.take(take),
                 pa.array([r.title for r in kept], pa.string()),
@@ -597,14 +646,172 @@ class BatchFilter(SubmissionFilter):
         )
 
 
+# -- examples of dropped submissions ----------------------------------------------------------------
+
+
+_P1, _P2, _P3, _P4, _P5 = map(
+    np.uint64, (0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5)
+)
+
+
+def _rotl(x: np.ndarray, r: int) -> np.ndarray:
+    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+
+
+def _little_endian(data: np.ndarray, at: np.ndarray, size: int) -> np.ndarray:
+    value = data[at].astype(np.uint64)
+    for i in range(1, size):
+        value |= data[at + i].astype(np.uint64) << np.uint64(8 * i)
+    return value
+
+
+def id_keys(ids: pa.Array) -> np.ndarray:
+    """xxh64 of each id's UTF-8 bytes, the key `failures.as_sample` gives a row by its id, computed in
+    numpy over a whole batch (Reddit ids are 2-13 characters: xxh64's short-input path). 0 for a null
+    or empty id and one of 32 bytes or more: such a row always reaches the sampler, which keys it."""
+    offsets = np.frombuffer(ids.buffers()[1], np.int32, len(ids) + 1, ids.offset * 4)
+    length = np.diff(offsets)
+    h = np.zeros(len(ids), np.uint64)
+    if ids.buffers()[2] is None:  # no id has a byte
+        return h
+    data = np.frombuffer(ids.buffers()[2], np.uint8)
+    at = offsets[:-1].astype(np.int64)  # each id's next byte; no read goes past an id's last byte
+    with np.errstate(over="ignore"):
+        h += _P5 + length.astype(np.uint64)
+        for lane in range(3):
+            m = np.flatnonzero(length >= 8 * (lane + 1))
+            if not len(m):
+                break
+            lane_key = _rotl(_little_endian(data, at[m], 8) * _P2, 31) * _P1
+            h[m] = _rotl(h[m] ^ lane_key, 27) * _P1 + _P4
+            at[m] += 8
+        m = np.flatnonzero(length & 4)
+        h[m] = _rotl(h[m] ^ _little_endian(data, at[m], 4) * _P1, 23) * _P2 + _P3
+        at[m] += 4
+        for i in range(3):
+            m = np.flatnonzero((length & 3) > i)
+            h[m] = _rotl(h[m] ^ data[at[m] + i].astype(np.uint64) * _P5, 11) * _P1
+        h ^= h >> np.uint64(33)
+        h *= _P2
+        h ^= h >> np.uint64(29)
+        h *= _P3
+        h ^= h >> np.uint64(32)
+    h[(length == 0) | (length >= 32) | ~ids.is_valid().to_numpy(zero_copy_only=False)] = 0
+    return h
+
+
+class DropExamples:
+    """A task's examples of the submissions it drops, per reason, with the columns a person needs to
+    judge the drop: id, the URL as given (the merge's: the normalized URL), reason, and subreddit,
+    score and title in `text`. `failures.DropSampler` keeps the `keep` whose id hashes smallest, with
+    Python work per row and per call, so it sees only the rows that can still be among those, a few
+    thousand at a time: their keys are hashed in numpy (`id_keys`) and compared with the `keep`-th
+    smallest key of their reason so far."""
+
+    def __init__(self, sink: DropSink, part: str, reasons: tuple[str, ...]):
+        self.keep, self.reasons = sink.keep, pa.array(reasons)
+        self.sampler = DropSampler(sink.folder, sink.keep, part)
+        self.smallest: dict[int, np.ndarray] = {}  # per reason code: the `keep` smallest keys so far
+        self.limit = np.full(len(reasons), np.iinfo(np.uint64).max, np.uint64)  # per code: the largest of them
+        self.pending: list[pa.Table] = []
+        self.pending_rows = 0
+
+    def add_batch(self, records: list[Submission], code: np.ndarray, ids: pa.Array, score: pa.Array) -> None:
+        """A classified batch: `code`, each record's reason (0: a candidate); `ids`, `score`: its columns."""
+        keys = id_keys(ids)
+        rows = np.flatnonzero((code != 0) & (keys <= self.limit[code]))
+        rows = rows[self._could_be_kept(keys[rows], code[rows])]
+        if len(rows):
+            picked = [records[i] for i in rows.tolist()]
+            self._add(
+                ids.take(rows),
+                pa.array([r.url for r in picked], pa.string()),
+                code[rows],
+                pa.array([r.subreddit for r in picked], pa.string()),
+                score.take(rows),
+                pa.array([r.title for r in picked], pa.string()),
+            )
+
+    def add_candidates(self, candidates: pa.Table, rows: np.ndarray, code: np.ndarray) -> None:
+        """Candidate rows the merge drops (positions `rows` of `candidates`), each under its reason code."""
+        keys = id_keys(candidates["reddit_id"].take(rows).combine_chunks())
+        picked = self._could_be_kept(keys, code)
+        if len(picked):
+            kept = candidates.take(rows[picked]).combine_chunks()
+            ids = kept["reddit_id"].chunk(0) if kept.num_rows else pa.array([], pa.string())
+            self._add(ids, kept["url"], code[picked], kept["subreddit"], kept["score"], kept["title"])
+
+    def add_line(self, reason: str, text: str) -> None:
+        """A drop without a record (a malformed line, a dump's lost tail): what is known in `text`."""
+        self.sampler.add(pa.table({DROP_REASON: [reason], "text": [text]}))
+
+    def _could_be_kept(self, keys: np.ndarray, code: np.ndarray) -> np.ndarray:
+        """Positions of the rows whose key is among the `keep` smallest of their reason so far (ties and
+        key 0, which the sampler computes itself, all in), updating those keys; every row when all are kept."""
+        if self.keep is None:
+            return np.arange(len(keys))
+        picked = []
+        for reason in np.unique(code).tolist():
+            at = np.flatnonzero(code == reason)
+            known = keys[at][keys[at] != 0]
+            both = np.concatenate([self.smallest.get(reason, known[:0]), known])
+            if len(both) >= self.keep:
+                self.limit[reason] = np.partition(both, self.keep - 1)[self.keep - 1]
+                both = both[both <= self.limit[reason]]
+                at = at[(keys[at] <= self.limit[reason]) | (keys[at] == 0)]
+            self.smallest[reason] = both
+            picked.append(at)
+        return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+    def _add(self, ids, urls, code, subreddits, scores, titles) -> None:
+        text = pc.binary_join_element_wise(
+            "subreddit: ",
+            subreddits,
+            "\nscore: ",
+            scores.cast(pa.string()),
+            "\ntitle: ",
+            titles,
+            "",
+            null_handling="replace",
+        )
+        self.pending.append(pa.table({"id": ids, "url": urls, DROP_REASON: self.reasons.take(code), "text": text}))
+        self.pending_rows += len(ids)
+        if self.pending_rows >= PENDING_EXAMPLES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.sampler.add(pa.concat_tables(self.pending))
+        self.pending, self.pending_rows = [], 0
+
+    def close(self) -> None:
+        self._flush()
+        self.sampler.close()
+
+
+# Rows that could be examples, gathered before the sampler sees them: its cost is per call as well as
+# per row; bounded, as they are at most `keep` per reason and batch.
+PENDING_EXAMPLES = 4096
+
+
+def drop_examples(sink: DropSink | None, part: str, reasons: tuple[str, ...]) -> DropExamples | None:
+    """A task's `DropExamples` (`reasons`: the names of its reason codes), or None where no example is
+    kept (`keep_dropped: 0`)."""
+    return DropExamples(sink, part, reasons) if sink is not None and sink.keep != 0 else None
+
+
 def iter_candidates(
-    piece: Slice, config: HarvestConfig, stats: StageStats, batch_rows: int = FLUSH_ROWS
+    piece: Slice,
+    config: HarvestConfig,
+    stats: StageStats,
+    batch_rows: int = FLUSH_ROWS,
+    examples: DropExamples | None = None,
 ) -> Iterator[pa.Table]:
     """Candidate submissions of a dump slice as Arrow tables of at most about `batch_rows` rows."""
     keep = BatchFilter(config)
     tables, rows = [], 0
-    for records in _batched(read_submissions(piece, config, stats), CLASSIFY_ROWS):
-        table = keep.batch(records, stats.dropped)
+    for records in _batched(read_submissions(piece, config, stats, examples), CLASSIFY_ROWS):
+        table = keep.batch(records, stats.dropped, examples)
         del records  # or it lives on while the next batch is read: two batches of records at once
         if table is not None:
             tables.append(table)
@@ -644,6 +851,7 @@ class HarvestTask:
     scratch: str
     config: HarvestConfig
     flush_rows: int = FLUSH_ROWS
+    drops: DropSink | None = None  # where its examples of dropped submissions go
 
 
 # Arrow allocates from the C library's malloc in the harvest's workers. Its default, mimalloc, keeps the
@@ -673,21 +881,32 @@ SCRATCH_PARQUET = dict(compression="lz4", use_dictionary=["domain", "subreddit"]
 
 
 def _harvest_task(task: HarvestTask) -> dict:
-    """A task leaves one file per bucket however many times its buffer fills (scratch files =
-    tasks × buckets, not flushes × buckets): with several buckets each full buffer is sorted by bucket
-    into a run (Arrow IPC, lz4), and the runs are then merged bucket by bucket, one open writer at a
-    time (an open writer per bucket would be thousands of files and upload buffers at once)."""
     stats = StageStats("harvest", "submissions")
-    candidates = iter_candidates(task.piece, task.config, stats, task.flush_rows)
-    if task.buckets == 1:  # nothing to sort: each buffer is a row group of the one bucket file
-        path = storage.join(task.scratch, "b00000", f"t{task.index:05d}.parquet")
-        with contextlib.ExitStack() as stack:
-            writer = None
-            for table in candidates:
-                writer = writer or stack.enter_context(storage.parquet_writer(path, CANDIDATE, **SCRATCH_PARQUET))
-                writer.write_table(table)
-                table = None  # freed before the next buffer fills
-        return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": [0] if writer else []}
+    examples = drop_examples(task.drops, f"t{task.index:05d}", REASONS)
+    candidates = iter_candidates(task.piece, task.config, stats, task.flush_rows, examples)
+    buckets = _write_bucket(candidates, task) if task.buckets == 1 else _write_buckets(candidates, task)
+    if examples:
+        examples.close()
+    return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": buckets}
+
+
+def _write_bucket(candidates: Iterator[pa.Table], task: HarvestTask) -> list[int]:
+    """With one bucket nothing is sorted: each buffer is a row group of the one bucket file."""
+    path = storage.join(task.scratch, "b00000", f"t{task.index:05d}.parquet")
+    with contextlib.ExitStack() as stack:
+        writer = None
+        for table in candidates:
+            writer = writer or stack.enter_context(storage.parquet_writer(path, CANDIDATE, **SCRATCH_PARQUET))
+            writer.write_table(table)
+            table = None  # freed before the next buffer fills
+    return [0] if writer else []
+
+
+def _write_buckets(candidates: Iterator[pa.Table], task: HarvestTask) -> list[int]:
+    """A task leaves one file per bucket however many times its buffer fills (scratch files =
+    tasks × buckets, not flushes × buckets): each full buffer is sorted by bucket into a run (Arrow
+    IPC, lz4), and the runs are then merged bucket by bucket, one open writer at a time (an open
+    writer per bucket would be thousands of files and upload buffers at once)."""
     runs = []
     for flush, table in enumerate(candidates):
         ids = bucket_of(table.column("url"), task.buckets)
@@ -702,7 +921,7 @@ def _harvest_task(task: HarvestTask) -> dict:
     buckets = _merge_runs(runs, task)
     for location in runs:
         storage.delete(location)
-    return {"input": stats.input, "dropped": dict(stats.dropped), "buckets": buckets}
+    return buckets
 
 
 def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
@@ -737,43 +956,83 @@ def _merge_runs(runs: list[str], task: HarvestTask) -> list[int]:
 # -- one bucket -> its part of the URL dataset ------------------------------------------------------
 
 
-def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageStats) -> pa.Table:
+def merge_candidates(
+    candidates: pa.Table, config: HarvestConfig, stats: StageStats, examples: DropExamples | None = None
+) -> pa.Table:
     """One row per URL with all its submissions' provenance (in input order), sorted by URL; URLs
     below the karma rule are dropped (under url_sum; the submission rule dropped them when read).
-    URLs are grouped by their dictionary codes (a hash pass and an integer sort, not a string sort of
-    every row); only the qualifying URLs are sorted and only their rows are gathered, since under
-    url_sum most URLs of a dump fall below the karma rule."""
-    n = candidates.num_rows
-    encoded = (
-        pc.dictionary_encode(candidates["url"].combine_chunks())
-        if n
-        else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
-    )
-    codes = encoded.indices.to_numpy(zero_copy_only=False)
-    order = np.argsort(codes, kind="stable")  # rows grouped by URL, input order within a URL
-    starts = np.flatnonzero(np.diff(codes[order], prepend=-1)) if n else np.zeros(0, np.int64)
-    count = np.diff(np.append(starts, n))
-    score = candidates["score"].to_numpy()[order]
-    if n:
-        karma = (
-            np.maximum.reduceat(score, starts) if config.karma_rule == "submission" else np.add.reduceat(score, starts)
-        )
-    else:
-        karma = np.zeros(0, np.int64)
+    Only the qualifying URLs are sorted and only their rows are gathered, since under url_sum most
+    URLs of a dump fall below the karma rule."""
+    groups = _UrlGroups(candidates["url"])
+    karma = groups.karma(candidates["score"].to_numpy(), config.karma_rule)
     qualifies = karma >= config.min_karma
-    stats.dropped["low_karma"] += int(count[~qualifies].sum())
-    stats.dropped["duplicate_url"] += int(count[qualifies].sum()) - int(qualifies.sum())
-    groups = np.flatnonzero(qualifies)  # group g is the URL encoded.dictionary[codes[order[starts[g]]]]
-    urls = encoded.dictionary.take(pa.array(codes[order[starts[groups]]] if len(groups) else np.zeros(0, np.int32)))
-    by_url = pc.sort_indices(urls).to_numpy()
-    groups, urls = groups[by_url], urls.take(pa.array(by_url))
-    sizes = count[groups]
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    rows = order[np.repeat(starts[groups] - offsets[:-1], sizes) + np.arange(offsets[-1])]
-    kept = candidates.take(pa.array(rows)).combine_chunks() if len(rows) else candidates.slice(0, 0)
+    stats.dropped["low_karma"] += int(groups.count[~qualifies].sum())
+    stats.dropped["duplicate_url"] += int(groups.count[qualifies].sum()) - int(qualifies.sum())
+    if examples:
+        rows, code = groups.dropped_rows(qualifies)
+        examples.add_candidates(candidates, rows, code)
+    urls, chosen, offsets = groups.sorted_groups(np.flatnonzero(qualifies))
+    table = _url_rows(candidates.take(pa.array(groups.rows_of(chosen, offsets))), urls, offsets, karma[chosen])
+    stats.output += table.num_rows
+    return table
+
+
+MERGE_DROPS = ("low_karma", "duplicate_url")  # the merge's reasons, by code in `_UrlGroups.dropped_rows`
+
+
+class _UrlGroups:
+    """The rows of a bucket grouped by URL, by their dictionary codes (a hash pass and an integer sort,
+    not a string sort of every row): `order` lists the rows group by group, in input order within a
+    group; group g is `count[g]` rows from `order[starts[g]]`."""
+
+    def __init__(self, urls: pa.ChunkedArray):
+        n = len(urls)
+        self.encoded = (
+            pc.dictionary_encode(urls.combine_chunks())
+            if n
+            else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], pa.string()))
+        )
+        self.codes = self.encoded.indices.to_numpy(zero_copy_only=False)
+        self.order = np.argsort(self.codes, kind="stable")
+        self.starts = np.flatnonzero(np.diff(self.codes[self.order], prepend=-1)) if n else np.zeros(0, np.int64)
+        self.count = np.diff(np.append(self.starts, n))
+
+    def karma(self, score: np.ndarray, rule: str) -> np.ndarray:
+        """Per group: its best score (rule "submission") or the sum of its scores ("url_sum")."""
+        if not len(self.order):
+            return np.zeros(0, np.int64)
+        reduce = np.maximum if rule == "submission" else np.add
+        return reduce.reduceat(score[self.order], self.starts)
+
+    def dropped_rows(self, qualifies: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, code) of the rows the merge drops: every row of a group that does not qualify (code 0,
+        low_karma) and all but the first row of one that does (code 1, duplicate_url)."""
+        group = np.repeat(np.arange(len(self.count)), self.count)
+        first = np.zeros(len(self.order), bool)
+        first[self.starts] = True
+        dropped = ~qualifies[group] | ~first
+        return self.order[dropped], qualifies[group][dropped].astype(np.int8)
+
+    def sorted_groups(self, groups: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+        """`groups` in URL order: (their URLs, the groups, the offsets of their rows once gathered)."""
+        first = self.codes[self.order[self.starts[groups]]] if len(groups) else np.zeros(0, np.int32)
+        urls = self.encoded.dictionary.take(pa.array(first))
+        by_url = pc.sort_indices(urls).to_numpy()
+        groups = groups[by_url]
+        return urls.take(pa.array(by_url)), groups, np.concatenate([[0], np.cumsum(self.count[groups])])
+
+    def rows_of(self, groups: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """The rows of `groups`, group after group (`offsets` from `sorted_groups`)."""
+        sizes = self.count[groups]
+        return self.order[np.repeat(self.starts[groups] - offsets[:-1], sizes) + np.arange(offsets[-1])]
+
+
+def _url_rows(kept: pa.Table, urls: pa.Array, offsets: np.ndarray, karma: np.ndarray) -> pa.Table:
+    """The URL dataset's rows from the gathered candidate rows of each URL (`offsets`)."""
+    kept = kept.combine_chunks()
     group_starts = offsets[:-1]
     created = kept["created_utc"]
-    if len(groups):
+    if len(urls):
         dated = np.add.reduceat(created.is_valid().to_numpy(zero_copy_only=False).astype(np.int64), group_starts) > 0
         earliest = np.minimum.reduceat(pc.fill_null(created, INT64_MAX).to_numpy(), group_starts)
     else:
@@ -783,7 +1042,7 @@ def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageSt
     def lists(name: str) -> pa.Array:
         return pa.ListArray.from_arrays(list_offsets, kept[name].combine_chunks())
 
-    table = pa.table(
+    return pa.table(
         {
             "url": urls,
             "domain": kept["domain"].take(pa.array(group_starts)),
@@ -792,12 +1051,10 @@ def merge_candidates(candidates: pa.Table, config: HarvestConfig, stats: StageSt
             "scores": lists("score"),
             "titles": lists("title"),
             "created_utc": pa.array(earliest, mask=~dated),
-            "karma": pa.array(karma[groups]),
+            "karma": pa.array(karma),
         },
         schema=URLS,
     )
-    stats.output += table.num_rows
-    return table
 
 
 @dataclass(frozen=True)
@@ -805,6 +1062,7 @@ class MergeTask:
     bucket: str  # folder of one bucket's candidate files
     part: str  # its output part file
     config: HarvestConfig
+    drops: DropSink | None = None  # where its examples of dropped submissions go
 
 
 def merge_task(task: MergeTask) -> dict:
@@ -817,8 +1075,11 @@ def merge_task(task: MergeTask) -> dict:
             tables.append(pq.read_table(f, use_threads=False))
     candidates = pa.concat_tables(tables) if tables else CANDIDATE.empty_table()
     del tables
-    urls = merge_candidates(candidates, task.config, stats)
+    examples = drop_examples(task.drops, storage.name(task.part).removesuffix(".parquet"), MERGE_DROPS)
+    urls = merge_candidates(candidates, task.config, stats, examples)
     storage.write_parquet(task.part, urls, compression="zstd")
+    if examples:
+        examples.close()
     return {"output": stats.output, "dropped": dict(stats.dropped)}
 
 
@@ -845,7 +1106,7 @@ def _read_tasks(ctx: StepContext) -> list[HarvestTask]:
     files = dump_files(ctx.inputs)
     buckets = config.buckets or auto_buckets(sum(storage.size(f) for f in files))
     return [
-        HarvestTask(piece, i, buckets, ctx.folder("read"), config)
+        HarvestTask(piece, i, buckets, ctx.folder("read"), config, drops=ctx.drops("read"))
         for i, piece in enumerate(slices(files, config.split_bytes))
     ]
 
@@ -875,6 +1136,7 @@ def _merge_tasks(ctx: StepContext) -> list[MergeTask]:
             storage.join(ctx.folder("read"), f"b{bucket:05d}"),
             storage.join(ctx.out, f"part-{bucket:05d}.parquet"),
             ctx.config,
+            ctx.drops("merge"),
         )
         for bucket in ctx.summary("read")["buckets"]
     ]
