@@ -2,49 +2,16 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import json
 import logging
-import lzma
 
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 from crawler.harvest import HARVEST, DumpError, harvest_file, merge_candidates
+from tests.corpora import RECORDS, canonical_looking_urls, dump_bytes, tricky_urls, write_dump
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import run_stage
 
-
-def record(id, url, score, **extra):
-    base = {
-        "id": id,
-        "url": url,
-        "score": score,
-        "subreddit": "news",
-        "title": f"title {id}",
-        "created_utc": 1119845000,
-    }
-    base.update(extra)
-    return base
-
-
-RECORDS = [
-    record("a1", "http://example.com/story", 5),
-    record("a2", "http://EXAMPLE.com:80/story?utm_source=x#top", 3, created_utc="1119800000"),  # same URL, earlier
-    record("a3", "http://example.com/low", 2, created_utc=1119845000.5),
-    record("a4", "https://www.reddit.com/r/news/comments/a4/title/", 10, is_self=True),
-    record("a5", "http://news.example.org/x?id=1&amp;page=2", 4, over_18=False),
-    record("a6", "http://nsfw.example.net/x", 50, over_18=True),
-    record("a7", "https://i.imgur.com/abc.jpg", 50),
-    record("a8", "https://en.wikipedia.org/wiki/Reddit", 50),
-    record("a9", "http://example.com/file.pdf", 50),
-    record("a10", "https://reddit.com/r/pics", 50, is_self=False),
-    record("a11", "ftp://example.com/x", 50),
-    record("a12", None, 50),
-    record("a13", "http://example.com/story#comments", 1),  # same URL, below min_karma: not its provenance
-]
 EXPECTED_DROPS = {
     "duplicate_url": 1,
     "low_karma": 2,
@@ -58,26 +25,6 @@ EXPECTED_DROPS = {
     "no_url": 1,
     "malformed": 2,
 }
-
-
-def dump_bytes() -> bytes:
-    lines = [json.dumps(r) for r in RECORDS] + ['{"id": "broken", "url": ', "[1, 2, 3]"]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def write_dump(path, data: bytes):
-    if path.name.endswith(".zst"):
-        params = zstandard.ZstdCompressionParameters.from_level(3, window_log=31, enable_ldm=True)
-        path.write_bytes(zstandard.ZstdCompressor(compression_params=params).compress(data))
-    elif path.name.endswith(".xz"):
-        path.write_bytes(lzma.compress(data))
-    elif path.name.endswith(".bz2"):
-        path.write_bytes(bz2.compress(data))
-    elif path.name.endswith(".gz"):
-        path.write_bytes(gzip.compress(data))
-    else:
-        path.write_bytes(data)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -159,7 +106,6 @@ def test_batch_classification_equals_classifying_each_record():
     import pyarrow as pa
 
     from crawler.harvest import CANDIDATE, BatchFilter, Submission, SubmissionFilter, created_seconds, score_of
-    from tests.test_urls import canonical_looking_urls, tricky_urls
 
     rng = random.Random(3)
     urls = (

@@ -14,7 +14,7 @@ import xxhash
 import yaml
 
 from crawler.harvest import HARVEST, REASONS, TRUNCATED, BatchFilter, DropExamples, Submission, id_keys
-from tests.test_harvest import record, write_dump
+from tests.corpora import record, write_dump
 from webtext.cli import main
 from webtext.core import failures
 from webtext.core.config import HarvestConfig

@@ -25,7 +25,7 @@ from crawler.harvest import (
     read_submissions,
     slices,
 )
-from tests.test_harvest import RECORDS, dump_bytes, write_dump
+from tests.corpora import RECORDS, dump_bytes, write_dump
 from webtext.core import storage
 from webtext.core.config import HarvestConfig
 from webtext.core.runner import run_stage

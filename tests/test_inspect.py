@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_shards import write_docs
+from tests.corpora import write_docs
 from webtext.cli import main
 from webtext.core.config import ShardConfig
 from webtext.core.runner import run_stage

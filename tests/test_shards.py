@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pydantic
 import pytest
 import yaml
 
+from tests.corpora import documents, write_docs
 from webtext.cli import main
 from webtext.core import runner, storage
 from webtext.core.config import ShardConfig
@@ -21,40 +21,6 @@ from webtext.core.schemas import SCHEMA_VERSION, SHARD
 from webtext.shards import SHARDS, read_manifest, sha256_file
 from webtext.shards.inspect import inspect_shards
 from webtext.shards.validate import validate
-
-WORDS = "the of and to in a is that for it as was with be by on not he this are or his from at which".split()
-DOMAINS = ["example.com", "news.org", "blog.net", "wiki.io", "paper.edu"]
-SUBREDDITS = ["science", "news", "worldnews", "programming"]
-
-
-def documents(n: int, seed: int = 0, start: int = 0) -> pa.Table:
-    """Documents with the extract stage's columns; ids as the pipeline makes them (sha256 of the URL)."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(start, start + n):
-        url = f"https://{DOMAINS[i % len(DOMAINS)]}/article/{i}"
-        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 400))]
-        rows.append(
-            {
-                "id": hashlib.sha256(url.encode()).hexdigest()[:32],
-                "url": url,
-                "domain": DOMAINS[i % len(DOMAINS)],
-                "subreddits": [SUBREDDITS[i % len(SUBREDDITS)]],
-                "created_utc": 1117584000 + i * 86400 * 3,
-                "text": " ".join(words),
-                "title": f"title {i}",
-                "n_words": len(words),
-                "n_tokens": len(words) + 1,
-            }
-        )
-    return pa.Table.from_pylist(rows)
-
-
-def write_docs(folder: Path, files: int, rows: int, seed: int = 0) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in range(files):
-        pq.write_table(documents(rows, seed + f, start=f * rows), folder / f"part-{f:05d}.parquet", row_group_size=37)
-    return folder
 
 
 @pytest.fixture(scope="module")

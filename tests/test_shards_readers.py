@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_shards import write_docs
+from tests.corpora import write_docs
 from webtext.core.config import ShardConfig
 from webtext.core.runner import run_stage
 from webtext.shards import SHARDS

@@ -3,6 +3,7 @@ import pytest
 from crawler.harvest import SubmissionFilter
 from crawler.urls import InvalidURL, UrlNormalizer, normalize_url, registered_domain
 from tests.conftest import SHARED
+from tests.corpora import canonical_looking_urls, tricky_urls
 from webtext.core.config import TRACKING_PARAMS, HarvestConfig
 from webtext.core.ids import url_id
 
@@ -63,103 +64,6 @@ def test_url_id_is_stable_and_distinct():
     assert a != url_id("http://example.com/b")
 
 
-def tricky_urls() -> list[str]:
-    """Every combination of the parts where normalization has work to do (case, ports, IDNA, escapes,
-    dot segments, empty and repeated parameters, tracking parameters, fragments, HTML escapes)."""
-    schemes = ["http", "https", "HTTP", "hTTps", "ftp"]
-    hosts = [
-        "example.com",
-        "Example.COM",
-        "www.bbc.co.uk",
-        "a-b.example.org",
-        "-bad.example.com",
-        "bad-.example.com",
-        "xn--bcher-kva.example",
-        "bücher.example",
-        "EXAMPLE.com.",
-        "ex_ample.com",
-        "ab--cd.example",
-        "127.0.0.1",
-        "[::1]",
-        "user:pw@example.com",
-        "a" * 64 + ".com",
-        "xn--ls8h.la",
-        "ＥＸＡＭＰＬＥ.com",
-        "example.com..",
-        "1.2.3",
-    ]
-    ports = ["", ":80", ":443", ":8080", ":080", ":99999", ":"]
-    paths = [
-        "",
-        "/",
-        "/a/b",
-        "/a/./b",
-        "/a/../b",
-        "//a",
-        "/a//b/",
-        "/%7Euser",
-        "/%7euser/x",
-        "/a%2Fb",
-        "/caf%C3%A9",
-        "/café",
-        "/a b",
-        "/a+b",
-        "/(x)",
-        "/a;p=1",
-        "/a:b@c",
-        "/~x",
-        "/%41",
-        "/a/.",
-        "/a/..",
-        "/.well-known/x",
-        "/a%20b",
-        "/[x]",
-        "/x.PDF",
-        '/a"b',
-        "/a|b",
-        "/%",
-    ]
-    queries = [
-        "",
-        "?",
-        "?a=1",
-        "?a=1&b=2",
-        "?b=2&a=1",
-        "?a=1&a=2",
-        "?a",
-        "?a=",
-        "?&a=1",
-        "?a=1&&b=2",
-        "?a=1&",
-        "?a=b=c",
-        "?utm_source=x",
-        "?a=1&utm_source=x&fbclid=1",
-        "?q=a+b",
-        "?q=a%20b",
-        "?q=%2B",
-        "?q=é",
-        "?q=a/b?c",
-        "?a=1&amp;b=2",
-        "?a=1&amp;amp;utm_medium=y",
-        "?x=[1]",
-        "?UTM_SOURCE=x",
-        "?_escaped_fragment_=x",
-    ]
-    fragments = ["", "#", "#top", "#!/page", "#a#b", "#%20"]
-    out = []
-    for i, scheme in enumerate(schemes):
-        for j, host in enumerate(hosts):
-            for k, port in enumerate(ports):
-                for m, path in enumerate(paths):
-                    # every (scheme, host, port, path) with a rotating choice of query and fragment
-                    query = queries[(i + j + k + m) % len(queries)]
-                    fragment = fragments[(j * 7 + k * 3 + m) % len(fragments)]
-                    out.append(f"{scheme}://{host}{port}{path}{query}{fragment}")
-    out += [f"http://example.com/p{q}{f}" for q in queries for f in fragments]
-    out += [" http://example.com/x ", "http://example.com\t/x", "http:///example.com", "http:example.com", "http://"]
-    return out
-
-
 def outcome(fn, raw):
     try:
         return fn(raw)
@@ -194,59 +98,6 @@ def test_normalizer_cache_returns_the_same_and_reraises():
         assert n("HTTP://Example.com:80/a?utm_source=x") == "http://example.com/a"
         with pytest.raises(InvalidURL):
             n("ftp://example.com/")
-
-
-def canonical_looking_urls() -> list[str]:
-    """URLs near the edge of what `canonical_urls` accepts: each is one change away from canonical."""
-    bases = ["http://example.com/a", "https://www.bbc.co.uk/news/x-1", "http://a-b.example.org/", "http://127.0.0.1/x"]
-    tails = [
-        "",
-        "?",
-        "?a=1",
-        "?a",
-        "?=1",
-        "?a=1=2",
-        "?a=1&b=2",
-        "?utm_source=x",
-        "?utm_sourcex=1",
-        "?fbclid",
-        "?x=y?z",
-        "#f",
-        "/",
-        "//",
-        "/./x",
-        "/.x",
-        "/x/..",
-        "&amp;",
-        "&amp;amp;",
-        "--",
-        ".PDF",
-        ".pdf",
-        ".pdf?x=1",
-        "?x=.pdf",
-        ".Jpg",
-        "%20",
-        ";p",
-        "é",
-        " ",
-        "\t",
-    ]
-    hosts = [
-        "EXAMPLE.com",
-        "ex--ample.com",
-        "xn--bcher-kva.example",
-        "a" * 63 + ".com",
-        "a" * 64 + ".com",
-        ".".join(["a" * 60] * 5),
-        "-a.com",
-        "a_b.com",
-        "example.com:80",
-        "example.com:8080",
-        "example.com.",
-    ]
-    out = [b + t for b in bases for t in tails]
-    out += [f"{s}://{h}/x{t}" for s in ("http", "https", "HTTP") for h in hosts for t in ("", "?q=1", ".gif")]
-    return out + [u.upper() for u in out[:40]]
 
 
 def test_canonical_urls_are_their_own_normalization():

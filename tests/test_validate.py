@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_shards import write_docs
+from tests.corpora import write_docs
 from webtext.cli import main
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import ManifestError, check_manifest
