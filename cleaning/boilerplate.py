@@ -79,10 +79,10 @@ PROSE_LINE_WORDS = 25
 def cut_trailing_section(text: str, counts: Counter | None = None, code_lines: frozenset[str] = frozenset()) -> str:
     """`text` up to a trailing-section heading (`TAIL_HEADING`); `counts["tail"]` += lines removed.
 
-    A heading with nothing after it is left to the line rules. The heading must sit in the second half of the text and occur once: a "Read more" after every
+    The heading must sit in the second half of the text and occur once: a "Read more" after every
     teaser of a list is a button, not a section. What follows must be mostly short lines (titles,
-    teasers, names): a heading followed by prose ("Disclaimer" and its paragraphs that WCXB counts,
-    or a promo box in the middle of an article) is left alone.
+    teasers, names): a heading followed by prose (a disclaimer's paragraphs, a promo box in the middle
+    of an article) is left alone, and a heading with nothing after it is left to the line rules.
     """
     lines = text.split("\n")
     total = sum(len(line.split()) for line in lines)
