@@ -27,7 +27,7 @@ from pathlib import Path
 import trafilatura
 import yaml
 
-from cleaning.boilerplate import remove_boilerplate_lines
+from cleaning.boilerplate import cut_trailing_section, remove_boilerplate_lines
 from cleaning.extract import Extractor
 from cleaning.filters import DocumentFilter
 from webtext.core.config import ExtractConfig
@@ -64,13 +64,13 @@ def load_pages(data: Path, limit: int | None) -> list[dict]:
 
 
 _extractor: Extractor | None = None
-_plain: Extractor | None = None  # the same without line rules, for the per-rule table (untimed)
+_plain: Extractor | None = None  # the same without line-level removal, for the per-rule table (untimed)
 
 
 def _init(overrides: dict) -> None:
     global _extractor, _plain
     _extractor = Extractor(ExtractConfig(**overrides))
-    _plain = Extractor(ExtractConfig(**{**overrides, "line_rules": []}))
+    _plain = Extractor(ExtractConfig(**{**overrides, "line_rules_for": []}))
 
 
 def run_chunk(chunk: list[dict]) -> list[dict]:
@@ -147,15 +147,19 @@ def page_types(rows: list[dict]) -> None:
 
 
 def line_rules(rows: list[dict], rules: list[str], score) -> None:
-    """Each rule alone on the text without line rules: lines removed, pages, and the change in mean
-    precision / recall / F1 over all pages and over WCXB's article pages (text before the filters)."""
+    """Each rule alone (and `tail`, the trailing-section cut) on the text without line-level removal:
+    lines removed, pages, and the change in mean precision / recall / F1 over all pages and over
+    WCXB's article pages (text before the filters)."""
     touched = [r for r in rows if r["plain"] is not None]
     print(f"\n{'line rule':<14}{'lines':>7}{'pages':>7}  {'all pages dP/dR/dF1':>26}  {'article pages dP/dR/dF1':>26}")
-    for rule in rules:
+    for rule in ["tail", *rules]:
         lines, pages, delta = 0, 0, {"all": [0.0] * 3, "article": [0.0] * 3}
         for r in touched:
             counts = Counter()
-            text = remove_boilerplate_lines(r["plain"], [rule], counts)
+            if rule == "tail":
+                text = cut_trailing_section(r["plain"], counts)
+            else:
+                text = remove_boilerplate_lines(r["plain"], [rule], counts)
             if not counts[rule]:
                 continue
             lines, pages = lines + counts[rule], pages + 1

@@ -1,5 +1,6 @@
 """Line-level boilerplate that survives extraction: share prompts, newsletter sign-ups, related-link
-lines, photo credits, bylines and date lines.
+lines, photo credits, bylines and date lines, and the trailing section (related stories, author box,
+comments) that follows an article.
 
 Each rule matches a whole short line, never part of a sentence, so article prose is not cut; the
 lines each rule removes are counted (the extract stage reports them, per rule, as outcomes). Rules
@@ -55,6 +56,53 @@ RULES: dict[str, re.Pattern] = {
         r"(?:\s*[|•·-]\s*\d+\s+min(?:ute)?s? read)?|\d+\s+min(?:ute)?s? read"
     ),
 }
+
+
+# A heading that opens what follows an article rather than the article: related or recommended
+# stories, the author box, comments, tags, sponsored links, a disclaimer.
+TAIL_HEADING = re.compile(
+    r"(?i)(?:related(?: (?:posts?|articles?|stories|content|reading|links|news|topics|guides))?"
+    r"|you (?:may|might) (?:also )?(?:like|enjoy|be interested in)|(?:read|see|watch) (?:this )?next"
+    r"|read (?:more|also)|more (?:from|in|on|by|stories|articles|news|posts|to read|to explore|like this)\b.*"
+    r"|(?:latest|recent|popular|trending|top|featured) (?:news|posts|articles|stories|videos)"
+    r"|most (?:read|popular|viewed|shared)|trending(?: now)?|recommended(?: for you| reading| articles| stories)?"
+    r"|about (?:the )?authors?|follow us|leave a (?:reply|comment)|(?:\d+ )?comments?"
+    r"|share this(?: article| post| story)?|tags|topics.*|sponsored(?: content| stories)?|disclaimer"
+    r"|editor'?s picks|don'?t miss|up next|keep reading)[\s.:!…›»>]*"
+)
+TAIL_HEADING_WORDS = 8
+TAIL_START = 0.5  # the heading comes after this share of the text's words
+TAIL_MAX_PROSE = 0.7  # ... and at most this share of what follows it is in prose lines
+PROSE_LINE_WORDS = 25
+
+
+def cut_trailing_section(text: str, counts: Counter | None = None, code_lines: frozenset[str] = frozenset()) -> str:
+    """`text` up to a trailing-section heading (`TAIL_HEADING`); `counts["tail"]` += lines removed.
+
+    The heading must sit in the second half of the text and occur once: a "Read more" after every
+    teaser of a list is a button, not a section. What follows must be mostly short lines (titles,
+    teasers, names): a heading followed by prose (a disclaimer's paragraphs, a promo box in the middle
+    of an article) is left alone, and a heading with nothing after it is left to the line rules.
+    """
+    lines = text.split("\n")
+    total = sum(len(line.split()) for line in lines)
+    seen = 0
+    for i, line in enumerate(lines):
+        words = len(line.split())
+        if (
+            seen >= TAIL_START * total
+            and 0 < words <= TAIL_HEADING_WORDS
+            and line not in code_lines
+            and TAIL_HEADING.fullmatch(line.lstrip("#- ").strip())
+            and lines.count(line) == 1
+        ):
+            tail = [len(rest.split()) for rest in lines[i + 1 :]]
+            if sum(tail) and sum(n for n in tail if n >= PROSE_LINE_WORDS) <= TAIL_MAX_PROSE * sum(tail):
+                if counts is not None:
+                    counts["tail"] += sum(1 for rest in lines[i:] if rest)
+                return "\n".join(lines[:i]).strip()
+        seen += words
+    return text
 
 
 def remove_boilerplate_lines(

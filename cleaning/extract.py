@@ -23,7 +23,7 @@ from lxml.html import HtmlElement
 from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.html import HTMLTree
 
-from cleaning.boilerplate import remove_boilerplate_lines
+from cleaning.boilerplate import cut_trailing_section, remove_boilerplate_lines
 from cleaning.encoding import decode_html
 from cleaning.filters import DocumentFilter, clean_line, clean_text, drop_repeated_lines
 from webtext.core.config import ExtractConfig
@@ -199,6 +199,8 @@ class Extractor:
             text = drop_repeated_lines(clean_text(text), self.config.repeated_line_min_chars, code)
             removed: Counter = Counter()
             if kind in self.config.line_rules_for:
+                # The trailing section goes first: its heading ("Related posts") is also a line rule's match.
+                text = cut_trailing_section(text, removed, code)
                 text = remove_boilerplate_lines(text, self.config.line_rules, removed, code)
             doc["outcomes"] = [f"page_type:{kind}"] + [f"line_removed:{rule}" for rule in removed.elements()]
         except Exception:  # one page's failure is that page's drop reason, never the batch's

@@ -8,7 +8,7 @@ import lxml.html
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cleaning.boilerplate import RULES, remove_boilerplate_lines
+from cleaning.boilerplate import RULES, cut_trailing_section, remove_boilerplate_lines
 from cleaning.extract import EXTRACT, EXTRACTED, Extractor, page_type
 from cleaning.filters import DocumentFilter, clean_text, drop_repeated_lines, duplicate_char_fraction
 from webtext.core.config import ExtractConfig
@@ -318,6 +318,47 @@ def test_line_rules_leave_code_and_lists_alone():
     archive = "\n".join(f"{PROSE[i % 4]}\nDec {i + 1}, 2025" for i in range(6))  # a list of posts and their dates
     counts = Counter()
     assert remove_boilerplate_lines(archive, ["date"], counts) == archive and not counts
+
+
+TEASERS = [
+    "Council approves the new bridge",
+    "Five walks along the river this autumn",
+    "Jane Doe\nLocal reporter covering city hall",
+]
+
+
+def test_trailing_section_is_cut_after_its_heading_and_counted():
+    body = "\n".join(PROSE * 2)
+    for heading in ("Related stories", "More from City News", "You might also like", "About the author", "3 Comments"):
+        counts = Counter()
+        text = "\n".join([body, heading, *TEASERS])
+        assert cut_trailing_section(text, counts) == body, heading
+        assert counts == {"tail": 1 + len(TEASERS) + 1}, heading  # the heading and the lines after it
+
+
+def test_trailing_section_needs_a_late_unique_heading_over_short_lines():
+    body = "\n".join(PROSE * 2)
+    early = "\n".join([PROSE[0], "Related stories", *TEASERS, body])  # in the first half: a box, not the end
+    buttons = "\n".join([body, *[f"{t}\nRead more" for t in TEASERS[:2]]])  # one per teaser: a button
+    prose = "\n".join([body, "Disclaimer", PROSE[0] + " " + PROSE[1]])  # followed by prose: kept
+    alone = "\n".join([body, "Share this article"])  # nothing after it: a line rule's business
+    code = "\n".join([body, "Tags", "name: web", "image: nginx"])
+    for text in (early, buttons, prose, alone):
+        counts = Counter()
+        assert cut_trailing_section(text, counts) == text and not counts
+    assert cut_trailing_section(code, code_lines=frozenset(["Tags"])) == code
+    assert cut_trailing_section(code) == body
+
+
+def test_extractor_cuts_the_related_list_after_an_article():
+    related = "".join(f"<p>{t}</p>" for t in TEASERS[:2])  # teasers without links: trafilatura keeps them
+    html = news("article").replace(b"<p>Share this article</p>", f"<h2>Related stories</h2>{related}".encode())
+    doc = Extractor(ExtractConfig()).extract(page("http://e.com/news", html))
+    assert doc["drop_reason"] is None and SENTENCES[0] in doc["text"]
+    assert "Related stories" not in doc["text"] and TEASERS[0] not in doc["text"]
+    assert doc["outcomes"].count("line_removed:tail") == 3
+    other = Extractor(ExtractConfig()).extract(page("http://e.com/news", html.replace(b'"article"', b'"website"')))
+    assert TEASERS[0] in other["text"] and other["outcomes"] == ["page_type:other"]  # only on article pages
 
 
 def news(og_type: str) -> bytes:
