@@ -29,10 +29,8 @@ from dedup.overlap import (
 )
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
-from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS
+from webtext.core.schemas import CONTAMINATION_FIELDS, DEDUP_FIELDS, DOCS, OVERLAP_REPORT
 from webtext.core.stage import Stage, Step, StepContext
-
-OVERLAP_FILE = "_overlap.json"
 
 OUTPUT = pa.schema(
     [f if f.name in ("id", "text") else f.with_nullable(True) for f in DOCS] + DEDUP_FIELDS + CONTAMINATION_FIELDS
@@ -66,7 +64,7 @@ def _scanned(ctx: StepContext, results: list[dict]) -> None:
         ctx.stats.outcomes.setdefault(f"contaminated_by:{name}", 0)
     report = summarize(evals, found_ngrams(evals, results), "the decontaminate stage's input", ctx.stats.input)
     report["ngram"] = config.ngram
-    storage.write_json(storage.join(ctx.out, OVERLAP_FILE), report)
+    storage.write_json(storage.join(ctx.out, OVERLAP_REPORT), report)
     if evals.names:
         print(format_table(report, config.ngram), flush=True)
 

@@ -33,11 +33,10 @@ from dedup.evalsets import name_of, read_evalset
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
 from webtext.core.failures import DropSink
-from webtext.core.schemas import conform
+from webtext.core.schemas import OVERLAP_TABLE, conform
 from webtext.core.stage import DROP_REASON, InputError, Stage, Step, StepContext
 
 BATCH = 4096  # documents hashed at a time
-REPORT = "overlap.json"
 
 
 @dataclass
@@ -224,7 +223,7 @@ def _report(ctx: StepContext, results: list[dict]) -> None:
     ctx.stats.output = documents
     report = summarize(evals, found_ngrams(evals, results), ctx.inputs[0], documents)
     report["ngram"] = ctx.config.ngram
-    storage.write_json(storage.join(ctx.out, REPORT), report)
+    storage.write_json(storage.join(ctx.out, OVERLAP_TABLE), report)
 
 
 OVERLAP = Stage(

@@ -15,9 +15,10 @@ from crawler.crawl import CRAWL
 from crawler.harvest import HARVEST
 from dedup.decontaminate import DECONTAMINATE
 from dedup.dedup import DEDUP
-from dedup.overlap import OVERLAP, REPORT
+from dedup.overlap import OVERLAP
 from webtext.core import runner, storage
 from webtext.core.config import BuildConfig, DecontaminateConfig, RayConfig, validation_problems
+from webtext.core.schemas import OVERLAP_TABLE
 from webtext.core.stage import InputError, Stage
 from webtext.core.stats import StageStats, format_funnel
 from webtext.shards import SHARDS
@@ -73,7 +74,7 @@ def overlap(shards: str, evalsets: list[str], ngram: int = 8, false_positive_rat
         raise InputError(f"overlap: {validation_problems(exc)}") from None
     work = storage.join(shards, OVERLAP_WORK)
     runner.run_stage(OVERLAP, [shards], work, config)
-    report = storage.read_json(storage.join(work, REPORT))
-    storage.write_json(storage.join(shards, REPORT), report)
+    report = storage.read_json(storage.join(work, OVERLAP_TABLE))
+    storage.write_json(storage.join(shards, OVERLAP_TABLE), report)
     storage.delete(work)
     return report

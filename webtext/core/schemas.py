@@ -56,6 +56,12 @@ CONTAMINATION_FIELDS = [pa.field("eval_ngram_matches", pa.int32())]
 
 SHARD = pa.schema(list(DOCS) + DEDUP_FIELDS + CONTAMINATION_FIELDS)
 
+# The eval-set overlap report (the GPT-2 paper's Table 6): decontaminate leaves it beside its documents
+# (underscored, so Parquet readers of the folder skip it), `webtext overlap` in the folder it scanned;
+# the shards stage copies it into the dataset card.
+OVERLAP_REPORT = "_overlap.json"
+OVERLAP_TABLE = "overlap.json"
+
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """Select and cast `table`'s columns to `schema`, filling absent optional columns with nulls."""

@@ -36,7 +36,7 @@ import xxhash
 from webtext.core import storage
 from webtext.core.config import ShardConfig
 from webtext.core.manifest import DATA, MANIFEST
-from webtext.core.schemas import SCHEMA_VERSION, SHARD, conform
+from webtext.core.schemas import OVERLAP_REPORT, OVERLAP_TABLE, SCHEMA_VERSION, SHARD, conform
 from webtext.core.stage import AccountingError, InputError, Resources, Step, StepContext
 from webtext.shards import summary
 from webtext.shards.card import write_card
@@ -312,11 +312,11 @@ def _build_config(ctx: StepContext) -> dict | None:
 
 
 def _overlap(inputs: list[str]) -> dict | None:
-    """The decontaminate stage's overlap report (`_overlap.json`) beside the input documents, if any."""
+    """The overlap report beside the input documents (decontaminate's, else `webtext overlap`'s), if any."""
     for location in inputs:
         if not storage.is_dir(location):
             continue
-        for name in ("_overlap.json", "overlap.json"):
+        for name in (OVERLAP_REPORT, OVERLAP_TABLE):
             candidate = storage.join(location, name)
             if storage.exists(candidate):
                 return storage.read_json(candidate)
