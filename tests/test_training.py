@@ -142,7 +142,9 @@ def test_a_model_trained_on_a_repeating_text_continues_it(tmp_path):
     result = train(
         config(tmp_path, folder, max_steps=80, val_fraction=0.0, sample_prompt=" three four", sample_tokens=12)
     )
-    assert result.sample.startswith(" three four five six seven eight nine ten one two three"), result.sample
+    order, words = cycle.split(), result.sample.split()[1:]  # from "four" on: 12 sampled tokens, 12 transitions
+    follows = sum(a in order and order[(order.index(a) + 1) % len(order)] == b for a, b in zip(words, words[1:]))
+    assert follows >= 9, result.sample  # the trained model puts ~0.93 on each next word; an untrained one ~0
 
 
 @pytest.mark.slow

@@ -90,6 +90,7 @@ def train(config: TrainConfig) -> TrainResult:
 
 
 def _train(config: TrainConfig, where: Placement) -> TrainResult:
+    """The run top to bottom, as nanoGPT's train.py reads: set up, then step, validate and checkpoint."""
     torch.manual_seed(config.seed)
     out_dir = storage.normalize(config.out_dir)
     checkpoint = storage.join(out_dir, CHECKPOINT)
@@ -97,7 +98,7 @@ def _train(config: TrainConfig, where: Placement) -> TrainResult:
     model, optimizer = _model_and_optimizer(config, where)
     step, loader_state = _resume(config, out_dir, model, optimizer, where)
     stream, batches = _batches(config, source, where, loader_state)
-    stepped = _parallel(model, config, where)
+    wrapped = _parallel(model, config, where)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if where.cuda else nullcontext()
     checkpoint_every = config.checkpoint_every or max(1, config.max_steps // 10)
     val_every = config.val_every or checkpoint_every
@@ -113,7 +114,7 @@ def _train(config: TrainConfig, where: Placement) -> TrainResult:
     log = Log(config, where, out_dir, model, step)
     while step < config.max_steps:
         lr = learning_rate(step, config)
-        loss = _step(stepped, optimizer, lr, batches, stream, config, where, autocast, trace)
+        loss = _step(wrapped, optimizer, lr, batches, stream, config, where, autocast, trace)
         step += 1
         log.step(step, loss, lr)
         if val_enabled and (step % val_every == 0 or step == config.max_steps):
