@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from tests.test_training import write_shards
+from training.checkpoint import load_checkpoint
 from training.data import PackedLoader
-from training.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from tests.test_training import write_shards
-from training.train import load_checkpoint
+from training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = dict(
@@ -115,17 +115,20 @@ def test_token_shards_checkpoints_and_metrics_on_s3(tmp_path, s3_server):
         out_dir=f"{base}/run",
         block_size=16,
         batch_size=4,
-        max_steps=8,
+        max_steps=5,
+        learning_rate=1e-3,
+        min_learning_rate=1e-3,  # constant after warm-up: a run of 5 steps taken to 8 follows a run of 8
         warmup_steps=2,
         log_every=1,
         checkpoint_every=3,
         val_fraction=0.0,
         sample_tokens=0,
     )
-    whole = train(config.model_copy(update={"out_dir": f"{base}/whole"}))
-    train(config, stop_at=5)
+    longer = config.model_copy(update={"max_steps": 8})
+    whole = train(longer.model_copy(update={"out_dir": f"{base}/whole"}))
+    train(config)
     assert load_checkpoint(f"{base}/run/ckpt.pt")["step"] == 5
-    resumed = train(config)
+    resumed = train(longer)
     assert resumed.losses == whole.losses[5:]
 
     def read(run):

@@ -18,7 +18,9 @@ import re
 import torch
 from torch.nn import functional as F
 
-from training.model import GPT, GPTConfig
+from training.checkpoint import model_from_checkpoint
+from training.hf import load_hf
+from training.model import GPT
 from training.tokenizer import gpt2_encoding
 from webtext.core import storage
 from webtext.core.stage import InputError
@@ -26,16 +28,7 @@ from webtext.core.stage import InputError
 
 def load_model(location, device: str = "cpu") -> GPT:
     """A model from a webtext checkpoint (ckpt.pt) or a Hugging Face GPT-2 folder."""
-    if storage.is_dir(location):
-        from training.hf import load_hf
-
-        model = load_hf(location)
-    else:
-        from training.train import load_checkpoint
-
-        state = load_checkpoint(location)
-        model = GPT(GPTConfig(**state["model_config"]))
-        model.load_state_dict(state["model"])
+    model = load_hf(location) if storage.is_dir(location) else model_from_checkpoint(location)
     return model.to(device).eval()
 
 

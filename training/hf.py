@@ -8,13 +8,10 @@ Import also takes OpenAI-style files whose keys lack the `transformer.` prefix.
 
 from __future__ import annotations
 
-import dataclasses
-import io
-
-import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
+from training.checkpoint import model_from_checkpoint, save_checkpoint, weights_checkpoint
 from training.model import GPT, GPTConfig
 from webtext.core import storage
 from webtext.core.stage import InputError
@@ -90,14 +87,9 @@ def load_hf(location) -> GPT:
 
 
 def export_hf(checkpoint, out) -> None:
-    from training.eval import load_model
-
-    save_hf(load_model(checkpoint), out)
+    save_hf(model_from_checkpoint(checkpoint), out)
 
 
 def import_hf(location, out) -> None:
     """A webtext checkpoint (weights and model shape, no optimizer) from a Hugging Face GPT-2 folder."""
-    model = load_hf(location)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "model_config": dataclasses.asdict(model.config)}, buffer)
-    storage.write_bytes(out, buffer.getvalue())
+    save_checkpoint(out, weights_checkpoint(load_hf(location)))

@@ -12,7 +12,6 @@ Run: `webtext train CONFIG.yaml`, `torchrun --nproc-per-node N -m webtext.cli tr
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
@@ -20,6 +19,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -27,21 +27,17 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from training.data import EmptySplitError, PackedLoader, TrainStream, open_source
-from training.model import build_model
+from training.checkpoint import CHECKPOINT, restore_checkpoint, save_checkpoint, training_checkpoint
+from training.data import EmptySplitError, PackedLoader, Source, TrainStream, open_source
+from training.model import GPT, build_model
 from training.tokenizer import gpt2_encoding
 from webtext.core import storage
 from webtext.core.config import TrainConfig
 from webtext.core.stage import InputError
 
-CHECKPOINT = "ckpt.pt"
 METRICS = "metrics.jsonl"
 # bf16 dense peak, TFLOP/s, for MFU when `peak_tflops` is not set
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
-
-
-class CheckpointError(InputError):
-    """A checkpoint that cannot be read: truncated, or not written by webtext."""
 
 
 @dataclass
@@ -63,21 +59,331 @@ def learning_rate(step: int, config: TrainConfig) -> float:
     )
 
 
-def load_checkpoint(location) -> dict:
+@dataclass(frozen=True)
+class Placement:
+    """Where this process trains: rank `rank` of `world`, on `device`."""
+
+    rank: int
+    world: int
+    device: str
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train to `config.max_steps`, resuming from `out_dir/ckpt.pt` when it exists; the schedule always
+    follows max_steps, so a finished run given a larger max_steps goes on from where it stopped."""
+    if config.shards is None:
+        raise InputError("TrainConfig.shards is not set")
+    where, owned_group = _distributed(config)
     try:
-        return torch.load(io.BytesIO(storage.read_bytes(location)), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(
-            f"{storage.normalize(location)}: cannot load checkpoint (truncated or not a webtext "
-            f"checkpoint): {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
+        return _train(config, where)
+    finally:
+        if owned_group:
+            dist.destroy_process_group()
 
 
-def save_checkpoint(location, payload: dict) -> None:
-    """Atomic: the storage layer writes a temporary file and renames it (an object store publishes on completion)."""
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    storage.write_bytes(location, buffer.getvalue())
+def _train(config: TrainConfig, where: Placement) -> TrainResult:
+    """The run top to bottom, as nanoGPT's train.py reads: set up, then step, validate and checkpoint."""
+    torch.manual_seed(config.seed)
+    out_dir = storage.normalize(config.out_dir)
+    checkpoint = storage.join(out_dir, CHECKPOINT)
+    source = open_source(config.shards)
+    model, optimizer = _model_and_optimizer(config, where)
+    step, loader_state = _resume(config, out_dir, model, optimizer, where)
+    stream, batches = _batches(config, source, where, loader_state)
+    wrapped = _parallel(model, config, where)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if where.cuda else nullcontext()
+    checkpoint_every = config.checkpoint_every or max(1, config.max_steps // 10)
+    val_every = config.val_every or checkpoint_every
+    val_enabled = config.val_fraction > 0
+    trace = [] if config.trace_data else None
+    if where.master:
+        print(
+            f"model: {config.preset}, {model.num_parameters() / 1e6:.2f}M parameters; device {where.device}, "
+            f"{where.world} rank(s); {_tokens_per_step(config, where):,} tokens/step; "
+            f"checkpoint every {checkpoint_every} steps",
+            flush=True,
+        )
+    log = Log(config, where, out_dir, model, step)
+    while step < config.max_steps:
+        lr = learning_rate(step, config)
+        loss = _step(wrapped, optimizer, lr, batches, stream, config, where, autocast, trace)
+        step += 1
+        log.step(step, loss, lr)
+        if val_enabled and (step % val_every == 0 or step == config.max_steps):
+            val_loss = _validate(model, source, config, where, autocast)
+            if val_loss is None:
+                val_enabled = False
+                log.say(f"no held-out documents (val_fraction {config.val_fraction}): validation is off")
+            else:
+                log.validation(step, val_loss)
+        if step % checkpoint_every == 0 or step == config.max_steps:
+            _save(checkpoint, model, optimizer, step, stream, config, where)
+    result = log.close(step)
+    result.checkpoint = checkpoint
+    if trace is not None:
+        _write_trace(out_dir, where, trace, model)
+    if where.master and config.sample_tokens:
+        result.sample = sample(model, config.sample_prompt, config.sample_tokens, config.seed)
+        print(f"sample: {result.sample!r}", flush=True)
+    return result
+
+
+def _distributed(config: TrainConfig) -> tuple[Placement, bool]:
+    """This process's placement, and whether it owns the process group: joins torchrun's or Ray Train's group."""
+    owned = False
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
+        owned = True
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    device = config.device
+    if device == "auto":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    return Placement(rank, world, device), owned
+
+
+def _model_and_optimizer(config: TrainConfig, where: Placement) -> tuple[GPT, torch.optim.AdamW]:
+    """The preset's GPT and AdamW as GPT-2 trained it: weight decay on matrices only, betas (0.9, 0.95)."""
+    model = build_model(config.preset, config.block_size).to(where.device)
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.learning_rate,
+        betas=(0.9, 0.95),
+        fused=where.cuda,
+    )
+    return model, optimizer
+
+
+def _resume(
+    config: TrainConfig, out_dir: str, model: GPT, optimizer: torch.optim.AdamW, where: Placement
+) -> tuple[int, dict | None]:
+    """(step, this rank's loader state) from out_dir's checkpoint; (0, None) when there is none."""
+    if where.master and storage.exists(out_dir):
+        storage.delete_temporaries(out_dir)  # partial files of a writer killed mid-write
+    checkpoint = storage.join(out_dir, CHECKPOINT)
+    if not storage.exists(checkpoint):
+        return 0, None
+    shape = f"preset {config.preset!r} with block_size {config.block_size}"
+    step, loader_state = restore_checkpoint(checkpoint, model, optimizer, where.rank, where.world, shape)
+    if where.master:
+        print(
+            f"resumed from {checkpoint} at step {step}" if step else f"starting from the weights in {checkpoint}",
+            flush=True,
+        )
+    return step, loader_state
+
+
+def _batches(
+    config: TrainConfig, source: Source, where: Placement, loader_state: dict | None
+) -> tuple[TrainStream, Iterator]:
+    """This rank's training stream (its state goes into checkpoints) and the DataLoader's batches from it."""
+    stream = TrainStream(
+        source,
+        config.batch_size,
+        config.block_size,
+        config.seed,
+        where.rank,
+        where.world,
+        config.num_workers,
+        config.val_fraction,
+        loader_state,
+    )
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=config.num_workers, pin_memory=where.cuda)
+    return stream, iter(loader)
+
+
+def _parallel(model: GPT, config: TrainConfig, where: Placement) -> torch.nn.Module:
+    """The module the steps run: the model, compiled when asked, in DDP on several ranks."""
+    if config.compile:
+        model = torch.compile(model)
+    if where.world > 1:
+        model = DistributedDataParallel(model, device_ids=[torch.device(where.device).index] if where.cuda else None)
+    return model
+
+
+def _step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.AdamW,
+    lr: float,
+    batches: Iterator,
+    stream: TrainStream,
+    config: TrainConfig,
+    where: Placement,
+    autocast,
+    trace: list | None,
+) -> torch.Tensor:
+    """One optimizer step over grad_accum_steps micro-batches (DDP syncs gradients on the last only).
+    The loss stays on the device: reading it would make a GPU wait."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss_sum = torch.zeros((), device=where.device)
+    for micro in range(config.grad_accum_steps):
+        x, y, logical, state, opened = next(batches)
+        stream.record(logical, state)
+        if trace is not None:
+            trace += [[where.rank * stream.workers + logical, *unit] for unit in opened]
+        x, y = x.to(where.device, non_blocking=True), y.to(where.device, non_blocking=True)
+        sync = micro == config.grad_accum_steps - 1
+        with model.no_sync() if where.world > 1 and not sync else nullcontext(), autocast:
+            _, loss = model(x, y)
+            loss = loss / config.grad_accum_steps
+        loss.backward()
+        loss_sum += loss.detach()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum
+
+
+def _validate(model: GPT, source: Source, config: TrainConfig, where: Placement, autocast) -> float | None:
+    """Mean loss on the first `val_batches` batches of the held-out split (the same batches every time)."""
+    loader = PackedLoader(
+        source, config.batch_size, config.block_size, config.seed, where.rank, where.world, "val", config.val_fraction
+    )
+    total = torch.zeros(2, device=where.device)
+    model.eval()
+    with torch.no_grad():
+        try:
+            for _ in range(config.val_batches):
+                x, y = (t.to(where.device) for t in loader.next_batch())
+                with autocast:
+                    _, loss = model(x, y)
+                total += torch.stack([loss.float(), torch.ones((), device=where.device)])
+        except EmptySplitError:
+            pass  # this rank's units hold no held-out document; the others' count
+    model.train()
+    if where.world > 1:
+        dist.all_reduce(total)
+    return (total[0] / total[1]).item() if total[1] else None
+
+
+def _save(
+    location: str,
+    model: GPT,
+    optimizer: torch.optim.AdamW,
+    step: int,
+    stream: TrainStream,
+    config: TrainConfig,
+    where: Placement,
+) -> None:
+    """Rank 0 writes the checkpoint with every rank's loader state (gathered, so every rank calls this)."""
+    states = [None] * where.world
+    if where.world > 1:
+        dist.all_gather_object(states, stream.state_dict())
+    else:
+        states = [stream.state_dict()]
+    if where.master:
+        save_checkpoint(location, training_checkpoint(model, optimizer, step, states, config))
+
+
+def _write_trace(out_dir: str, where: Placement, trace: list, model: GPT) -> None:
+    """data-rank<R>.json (`trace_data`): the units this rank read and a hash of its final weights."""
+    digest = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes() for p in model.parameters()))
+    storage.write_json(
+        storage.join(out_dir, f"data-rank{where.rank}.json"), {"units": trace, "weights_sha256": digest.hexdigest()}
+    )
+
+
+def sample(model: GPT, prompt: str, tokens: int, seed: int) -> str:
+    """The prompt and `tokens` sampled tokens (top-k 50), decoded; the same seed gives the same text."""
+    encoding, device = gpt2_encoding(), model.transformer.wte.weight.device
+    model.eval()
+    ids = torch.tensor([encoding.encode_ordinary(prompt)], device=device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return encoding.decode(model.generate(ids, tokens, generator=generator)[0].tolist())
+
+
+def _tokens_per_step(config: TrainConfig, where: Placement) -> int:
+    return config.batch_size * config.block_size * config.grad_accum_steps * where.world
+
+
+def _peak_flops(config: TrainConfig, device: str) -> float | None:
+    if config.peak_tflops:
+        return config.peak_tflops * 1e12
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(device)
+        return next((tf * 1e12 for gpu, tf in PEAK_TFLOPS.items() if gpu in name), None)
+    return None
+
+
+class Log:
+    """A run's reports. Every `log_every` steps: loss, lr, tokens/s and MFU of the window since the last
+    report, into metrics.jsonl, the TrainResult and (rank 0) a printed line; validation losses likewise;
+    on a terminal, a tqdm bar."""
+
+    def __init__(self, config: TrainConfig, where: Placement, out_dir: str, model: GPT, step: int):
+        self.config, self.where, self.out_dir = config, where, out_dir
+        self.metrics = Metrics(out_dir, step, enabled=where.master)
+        self.result = TrainResult()
+        self.tokens_per_step = _tokens_per_step(config, where)
+        self.flops_per_token, self.peak = model.flops_per_token(), _peak_flops(config, where.device)
+        self.progress = _progress(step, config.max_steps) if where.master else None
+        self.first_step = step
+        self.started = self.window_start = time.perf_counter()
+        self.window_steps = 0
+
+    def step(self, step: int, loss: torch.Tensor, lr: float) -> None:
+        self.window_steps += 1
+        if step % self.config.log_every == 0 or step == self.config.max_steps:
+            elapsed = time.perf_counter() - self.window_start
+            tokens_per_s = self.window_steps * self.tokens_per_step / elapsed
+            record = {"step": step, "loss": round(loss.item(), 4), "lr": lr, "tokens_per_s": round(tokens_per_s)}
+            if self.peak:
+                record["mfu"] = round(self.flops_per_token * tokens_per_s / self.where.world / self.peak, 4)
+            eta = (self.config.max_steps - step) * elapsed / self.window_steps
+            self.metrics.write(record)
+            self.result.losses.append((step, record["loss"]))
+            self.result.tokens_per_s = tokens_per_s
+            mfu = f"  mfu {record['mfu']:.1%}" if self.peak else ""
+            self.say(
+                f"step {step:>6}  loss {record['loss']:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}  "
+                f"eta {_duration(eta)}"
+            )
+            self.window_start, self.window_steps = time.perf_counter(), 0
+        if self.progress is not None:  # the last logged loss and tokens/s (reading every step's loss would sync a GPU)
+            if self.result.losses:
+                self.progress.set_postfix_str(
+                    f"loss {self.result.losses[-1][1]:.3f}, {self.result.tokens_per_s:,.0f} tok/s", refresh=False
+                )
+            self.progress.update(1)
+
+    def validation(self, step: int, val_loss: float) -> None:
+        self.metrics.write({"step": step, "val_loss": round(val_loss, 4)})
+        self.result.val_losses.append((step, round(val_loss, 4)))
+        self.say(f"step {step:>6}  val loss {val_loss:.4f}")
+
+    def say(self, line: str) -> None:
+        """A line on rank 0's stdout (above the bar when there is one)."""
+        if not self.where.master:
+            return
+        if self.progress is not None:
+            self.progress.write(line)
+        else:
+            print(line, flush=True)
+
+    def close(self, step: int) -> TrainResult:
+        """The result, with tokens/s and MFU over the whole run; metrics.jsonl closed and plotted into loss.png."""
+        if self.progress is not None:
+            self.progress.close()
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        self.result.tokens_per_s = (step - self.first_step) * self.tokens_per_step / elapsed
+        world, peak = self.where.world, self.peak
+        self.result.mfu = self.flops_per_token * self.result.tokens_per_s / world / peak if peak else None
+        self.metrics.close()
+        if self.where.master:
+            plot_losses(self.metrics.records, storage.join(self.out_dir, "loss.png"))
+        return self.result
 
 
 class Metrics:
@@ -133,253 +439,6 @@ def plot_losses(records: list[dict], location: str) -> None:
     storage.write_bytes(location, buffer.getvalue())
 
 
-def _distributed(config: TrainConfig) -> tuple[int, int, str, bool]:
-    """(rank, world size, device, whether we own the process group): joins torchrun's or Ray Train's group."""
-    owned = False
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo")
-        owned = True
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    device = config.device
-    if device == "auto":
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        torch.cuda.set_device(device)
-    return rank, world, device, owned
-
-
-def _peak_flops(config: TrainConfig, device: str) -> float | None:
-    if config.peak_tflops:
-        return config.peak_tflops * 1e12
-    if device.startswith("cuda"):
-        name = torch.cuda.get_device_name(device)
-        return next((tf * 1e12 for gpu, tf in PEAK_TFLOPS.items() if gpu in name), None)
-    return None
-
-
-def _validate(model, source, config: TrainConfig, rank: int, world: int, device: str, autocast) -> float | None:
-    """Mean loss on the first `val_batches` batches of the held-out split (the same batches every time)."""
-    loader = PackedLoader(
-        source, config.batch_size, config.block_size, config.seed, rank, world, "val", config.val_fraction
-    )
-    total = torch.zeros(2, device=device)
-    model.eval()
-    with torch.no_grad():
-        try:
-            for _ in range(config.val_batches):
-                x, y = (t.to(device) for t in loader.next_batch())
-                with autocast:
-                    _, loss = model(x, y)
-                total += torch.stack([loss.float(), torch.ones((), device=device)])
-        except EmptySplitError:
-            pass  # this rank's units hold no held-out document; the others' count
-    model.train()
-    if world > 1:
-        dist.all_reduce(total)
-    return (total[0] / total[1]).item() if total[1] else None
-
-
-def train(config: TrainConfig, stop_at: int | None = None) -> TrainResult:
-    """Train to `config.max_steps` (or stop after step `stop_at`, as an interruption would), resuming
-    from `out_dir/ckpt.pt` when it exists; the schedule always follows max_steps."""
-    if config.shards is None:
-        raise InputError("TrainConfig.shards is not set")
-    rank, world, device, owned_group = _distributed(config)
-    try:
-        return _train(config, stop_at, rank, world, device)
-    finally:
-        if owned_group:
-            dist.destroy_process_group()
-
-
-def _train(config: TrainConfig, stop_at: int | None, rank: int, world: int, device: str) -> TrainResult:
-    master = rank == 0
-    torch.manual_seed(config.seed)
-    source = open_source(config.shards)
-    model = build_model(config.preset, config.block_size).to(device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=(0.9, 0.95),
-        fused=device.startswith("cuda"),
-    )
-    out_dir = storage.normalize(config.out_dir)
-    checkpoint = storage.join(out_dir, CHECKPOINT)
-    step, loader_state = 0, None
-    if master and storage.exists(out_dir):
-        storage.delete_temporaries(out_dir)  # partial files of a writer killed mid-write
-    if storage.exists(checkpoint):
-        state = load_checkpoint(checkpoint)
-        try:
-            model.load_state_dict(state["model"])
-        except (KeyError, RuntimeError) as exc:
-            raise CheckpointError(
-                f"{checkpoint}: weights do not fit preset {config.preset!r} with block_size "
-                f"{config.block_size}: {str(exc).splitlines()[0][:200]}"
-            ) from exc
-        if "optimizer" in state:  # a training checkpoint: resume exactly
-            optimizer.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["rng"])
-            if len(state["loader"]) != world:
-                raise InputError(
-                    f"{checkpoint}: written by {len(state['loader'])} ranks, this run has {world}; resume with as many"
-                )
-            step, loader_state = state["step"], state["loader"][rank]
-        if master:
-            print(
-                f"resumed from {checkpoint} at step {step}" if step else f"starting from the weights in {checkpoint}",
-                flush=True,
-            )
-    stream = TrainStream(
-        source,
-        config.batch_size,
-        config.block_size,
-        config.seed,
-        rank,
-        world,
-        config.num_workers,
-        config.val_fraction,
-        loader_state,
-    )
-    batches = iter(
-        torch.utils.data.DataLoader(
-            stream, batch_size=None, num_workers=config.num_workers, pin_memory=device.startswith("cuda")
-        )
-    )
-    raw_model = model
-    if config.compile:
-        model = torch.compile(model)
-    if world > 1:
-        model = DistributedDataParallel(
-            model, device_ids=[torch.device(device).index] if device.startswith("cuda") else None
-        )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else nullcontext()
-    flops_per_token, peak = raw_model.flops_per_token(), _peak_flops(config, device)
-    tokens_per_step = config.batch_size * config.block_size * config.grad_accum_steps * world
-    checkpoint_every = config.checkpoint_every or max(1, config.max_steps // 10)
-    val_every = config.val_every or checkpoint_every
-    end = min(config.max_steps, stop_at or config.max_steps)
-    metrics = Metrics(out_dir, step, enabled=master)
-    if master:
-        print(
-            f"model: {config.preset}, {raw_model.num_parameters() / 1e6:.2f}M parameters; device {device}, {world} rank(s); "
-            f"{tokens_per_step:,} tokens/step; checkpoint every {checkpoint_every} steps",
-            flush=True,
-        )
-    progress = _progress(step, config.max_steps) if master else None
-    trace = [] if config.trace_data else None
-    result, first_step = TrainResult(checkpoint=checkpoint), step
-    started = window_start = time.perf_counter()
-    window_steps, val_enabled = 0, config.val_fraction > 0
-
-    def save() -> None:
-        states = [None] * world
-        if world > 1:
-            dist.all_gather_object(states, stream.state_dict())
-        else:
-            states = [stream.state_dict()]
-        if master:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "model": raw_model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "loader": states,
-                    "rng": torch.get_rng_state(),
-                    "model_config": dataclasses.asdict(raw_model.config),
-                    "config": json.loads(config.model_dump_json()),
-                },
-            )
-
-    while step < end:
-        lr = learning_rate(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(config.grad_accum_steps):
-            x, y, logical, state, opened = next(batches)
-            stream.record(logical, state)
-            if trace is not None:
-                trace += [[rank * stream.workers + logical, *unit] for unit in opened]
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = micro == config.grad_accum_steps - 1
-            with model.no_sync() if world > 1 and not sync else nullcontext(), autocast:
-                _, loss = model(x, y)
-                loss = loss / config.grad_accum_steps
-            loss.backward()
-            loss_sum += loss.detach()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_steps += 1
-        if step % config.log_every == 0 or step == config.max_steps:
-            elapsed = time.perf_counter() - window_start
-            tokens_per_s = window_steps * tokens_per_step / elapsed
-            record = {"step": step, "loss": round(loss_sum.item(), 4), "lr": lr, "tokens_per_s": round(tokens_per_s)}
-            if peak:
-                record["mfu"] = round(flops_per_token * tokens_per_s / world / peak, 4)
-            eta = (config.max_steps - step) * elapsed / window_steps
-            metrics.write(record)
-            result.losses.append((step, record["loss"]))
-            result.tokens_per_s = tokens_per_s
-            if master:
-                mfu = f"  mfu {record['mfu']:.1%}" if peak else ""
-                _say(
-                    progress,
-                    f"step {step:>6}  loss {record['loss']:.4f}  lr {lr:.2e}  {tokens_per_s:,.0f} tok/s{mfu}  "
-                    f"eta {_duration(eta)}",
-                )
-            window_start, window_steps = time.perf_counter(), 0
-        if progress is not None:  # the last logged loss and tokens/s (reading every step's loss would sync a GPU)
-            if result.losses:
-                progress.set_postfix_str(
-                    f"loss {result.losses[-1][1]:.3f}, {result.tokens_per_s:,.0f} tok/s", refresh=False
-                )
-            progress.update(1)
-        if val_enabled and (step % val_every == 0 or step == config.max_steps):
-            val_loss = _validate(raw_model, source, config, rank, world, device, autocast)
-            if val_loss is None:
-                val_enabled = False
-                if master:
-                    _say(progress, f"no held-out documents (val_fraction {config.val_fraction}): validation is off")
-            else:
-                metrics.write({"step": step, "val_loss": round(val_loss, 4)})
-                result.val_losses.append((step, round(val_loss, 4)))
-                if master:
-                    _say(progress, f"step {step:>6}  val loss {val_loss:.4f}")
-        if step % checkpoint_every == 0 or step == end:
-            save()
-    if progress is not None:
-        progress.close()
-    if step == first_step and not storage.exists(checkpoint):
-        save()
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    result.tokens_per_s = (step - first_step) * tokens_per_step / elapsed
-    result.mfu = flops_per_token * result.tokens_per_s / world / peak if peak else None
-    if trace is not None:
-        digest = hashlib.sha256(b"".join(p.detach().cpu().float().numpy().tobytes() for p in raw_model.parameters()))
-        storage.write_json(
-            storage.join(out_dir, f"data-rank{rank}.json"), {"units": trace, "weights_sha256": digest.hexdigest()}
-        )
-    metrics.close()
-    if master:
-        plot_losses(metrics.records, storage.join(out_dir, "loss.png"))
-        if config.sample_tokens:
-            encoding = gpt2_encoding()
-            raw_model.eval()
-            prompt = torch.tensor([encoding.encode_ordinary(config.sample_prompt)], device=device)
-            generator = torch.Generator(device=device).manual_seed(config.seed)
-            result.sample = encoding.decode(
-                raw_model.generate(prompt, config.sample_tokens, generator=generator)[0].tolist()
-            )
-            print(f"sample: {result.sample!r}", flush=True)
-    return result
-
-
 def _progress(step: int, total: int):
     """A tqdm bar on a terminal (loss, tokens/s, ETA); nothing when stderr is a file or a pipe."""
     if not sys.stderr.isatty():
@@ -387,13 +446,6 @@ def _progress(step: int, total: int):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=step, unit="step", dynamic_ncols=True)
-
-
-def _say(progress, line: str) -> None:
-    if progress is not None:
-        progress.write(line)
-    else:
-        print(line, flush=True)
 
 
 def _duration(seconds: float) -> str:
