@@ -27,7 +27,24 @@ import pyarrow.parquet as pq
 import xxhash
 
 from webtext.core import storage
-from webtext.core.stage import DROP_REASON, ERROR, StageError
+
+DROP_REASON = "drop_reason"
+OUTCOMES = "outcomes"  # optional list<string> column: labels counted per stage, not written
+ERROR = "error"  # optional string column: the traceback of a row dropped because code raised
+
+
+class StageError(RuntimeError):
+    """A stage that failed; the message is one line naming the stage and what failed."""
+
+
+class AccountingError(StageError):
+    """Rows came in that neither went out nor were dropped under a reason."""
+
+
+class InputError(ValueError):
+    """Bad input or config, raised where it is checked: missing column, wrong type, unreadable file (exit 2).
+    Any other ValueError is a bug."""
+
 
 ERRORS_LOG = "_errors.log"
 DROPPED = "_dropped"

@@ -27,27 +27,19 @@ from typing import Any
 import pyarrow as pa
 
 from webtext.core import storage
-from webtext.core.stats import StageStats
 
-DROP_REASON = "drop_reason"
-OUTCOMES = "outcomes"  # optional list<string> column: labels counted per stage, not written
-ERROR = "error"  # optional string column: the traceback of a row dropped because code raised
+# the failure kinds and column names of the contract, imported by stage code from here
+from webtext.core.failures import DROP_REASON as DROP_REASON
+from webtext.core.failures import DROPPED, DropSink, keep_of
+from webtext.core.failures import ERROR as ERROR
+from webtext.core.failures import OUTCOMES as OUTCOMES
+from webtext.core.failures import AccountingError as AccountingError
+from webtext.core.failures import InputError as InputError
+from webtext.core.failures import StageError as StageError
+from webtext.core.stats import StageStats
 
 BatchFn = Callable[[pa.Table], pa.Table]
 Default = Callable[[pa.Table], pa.Array]  # the value of an absent optional column, from the batch
-
-
-class StageError(RuntimeError):
-    """A stage that failed; the message is one line naming the stage and what failed."""
-
-
-class AccountingError(StageError):
-    """Rows came in that neither went out nor were dropped under a reason."""
-
-
-class InputError(ValueError):
-    """Bad input or config, raised where it is checked: missing column, wrong type, unreadable file (exit 2).
-    Any other ValueError is a bug."""
 
 
 def stage_task(fn: Callable, item: Any) -> Any:
@@ -159,8 +151,6 @@ class StepContext:
 
     def drops(self, step: str):
         """Where `step`'s tasks hand their dropped rows (`DropSink.write`), for the stage's `_dropped/` examples."""
-        from webtext.core.failures import DROPPED, DropSink, keep_of
-
         return DropSink(storage.join(self.folder(step), DROPPED), keep_of(self.config))
 
 
