@@ -53,11 +53,12 @@ PLAIN_SUFFIXES = (".jsonl", ".json", ".ndjson")
 ZSTD_MAX_WINDOW = 2**31  # real Pushshift dumps are packed with --long=31
 READ_BYTES = 1 << 20  # compressed bytes per read
 # Candidates buffered by a task before they go to their bucket files (a run each): 50k rows is ~250k
-# real-sized records under the submission karma rule; 200k cost +97 MB of peak RSS, for no CPU measured.
+# real-sized records under the submission karma rule; more cost peak memory and saved no CPU
+# (BENCHMARKS.md, harvest).
 FLUSH_ROWS = 50_000
 # Records classified at once: the Arrow kernels' cost per call is paid per batch, and a 1 MB compressed
-# read holds 6k-18k records depending on the dump's compression (32k: -25% classification CPU on
-# real-sized records, measured; the records are small structs, ~10 MB).
+# read holds 6k-18k records depending on the dump's compression, so batches span several reads (the
+# records are small structs).
 CLASSIFY_ROWS = 32_768
 TRUNCATED = "truncated_dump"
 
@@ -855,11 +856,10 @@ class HarvestTask:
 
 
 # Arrow allocates from the C library's malloc in the harvest's workers. Its default, mimalloc, keeps the
-# freed pages of each batch's tables mapped: beside the 2 GB zstd window that was ~35 MB more peak RSS
-# per read task on 5M records, for no CPU difference measured (BENCHMARKS.md). Set before the worker
-# starts: switching pools inside the task saved only 12 MB. The merges run under the same environment,
-# so that Ray gives them the read tasks' workers, which have their imports and pyarrow's first-call
-# set-up done, instead of retiring those and starting fresh ones (~0.6 s of CPU each, BENCHMARKS.md).
+# freed pages of each batch's tables mapped, beside the 2 GB zstd window, for no CPU gain (BENCHMARKS.md).
+# Set before the worker starts: switching pools inside the task saves less. The merges run under the
+# same environment, so that Ray gives them the read tasks' workers, which have their imports and
+# pyarrow's first-call set-up done, instead of retiring those and starting fresh ones.
 HARVEST_ENV = (("ARROW_DEFAULT_MEMORY_POOL", "system"),)
 
 
