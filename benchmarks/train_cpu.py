@@ -24,7 +24,7 @@ import torch
 from training.data import PackedLoader
 from training.model import build_model
 from training.tokens import tokenize_shards
-from training.train import learning_rate, train
+from training.train import adamw, learning_rate, train
 from webtext.core.config import TrainConfig
 
 WIKITEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "evalsets" / "wikitext-2.test.tokens"
@@ -53,13 +53,7 @@ def bare_loop(config: TrainConfig, batches: list[tuple[torch.Tensor, torch.Tenso
     window of `log_every` steps, as the trainer logs them."""
     torch.manual_seed(config.seed)
     model = build_model(config.preset, config.block_size)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.learning_rate,
-        betas=(0.9, 0.95),
-    )
+    optimizer = adamw(model, config)
     rates, started = [], time.perf_counter()
     for step, (x, y) in enumerate(batches):
         for group in optimizer.param_groups:

@@ -151,18 +151,22 @@ def _distributed(config: TrainConfig) -> tuple[Placement, bool]:
     return Placement(rank, world, device), owned
 
 
-def _model_and_optimizer(config: TrainConfig, where: Placement) -> tuple[GPT, torch.optim.AdamW]:
-    """The preset's GPT and AdamW as GPT-2 trained it: weight decay on matrices only, betas (0.9, 0.95)."""
-    model = build_model(config.preset, config.block_size).to(where.device)
+def adamw(model: GPT, config: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW as GPT-2 trained it: weight decay on matrices only, betas (0.9, 0.95)."""
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW(
+    return torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.learning_rate,
         betas=(0.9, 0.95),
-        fused=where.cuda,
+        fused=fused,
     )
-    return model, optimizer
+
+
+def _model_and_optimizer(config: TrainConfig, where: Placement) -> tuple[GPT, torch.optim.AdamW]:
+    """The preset's GPT on its device, and its AdamW (fused on CUDA)."""
+    model = build_model(config.preset, config.block_size).to(where.device)
+    return model, adamw(model, config, fused=where.cuda)
 
 
 def _resume(
