@@ -42,6 +42,7 @@ from webtext.core.failures import DropSampler, DropSink
 from webtext.core.schemas import PAGES, PROVENANCE_FIELDS
 from webtext.core.stage import (
     DROP_REASON,
+    TEXT_SUFFIX,
     Resources,
     Stage,
     Step,
@@ -53,7 +54,6 @@ from webtext.core.stage import (
 
 log = logging.getLogger(__name__)
 
-TEXT_SUFFIX = ".txt"
 READ_ROWS = 65_536
 ROW_GROUP_BYTES = 32 * 2**20  # HTML per row group of a unit's part file
 NULL_URL = "no_url"
@@ -231,8 +231,8 @@ def _as_dropped(rows: pa.Table) -> pa.Table:
     """Rows without a URL, as drop examples: their first Reddit id and title say which submission it was."""
     return pa.table(
         {
-            "id": pc.list_element(rows.column("reddit_ids"), 0) if rows.num_rows else pa.array([], pa.string()),
-            "text": pc.list_element(rows.column("titles"), 0) if rows.num_rows else pa.array([], pa.string()),
+            "id": pc.list_element(rows.column("reddit_ids"), 0),
+            "text": pc.list_element(rows.column("titles"), 0),
             DROP_REASON: pa.array([NULL_URL] * rows.num_rows, pa.string()),
         }
     )

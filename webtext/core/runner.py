@@ -52,6 +52,7 @@ from webtext.core.stage import (
     ERROR,
     OUTCOMES,
     SCRATCH,
+    TEXT_SUFFIX,
     AccountingError,
     InputError,
     Resources,
@@ -67,7 +68,6 @@ from webtext.core.stats import StageStats
 log = logging.getLogger(__name__)
 
 MARKER = "_COMPLETE.json"
-TEXT_SUFFIX = ".txt"
 ONE_CPU = Resources()
 STATS = "_stats.json"
 

@@ -155,6 +155,7 @@ class StepContext:
 
 
 SCRATCH = "_scratch"
+TEXT_SUFFIX = ".txt"  # an input with this suffix is a list of the stage's `text_column`
 
 
 @dataclass(frozen=True)
