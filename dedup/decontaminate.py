@@ -16,6 +16,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from dedup import chunks as chunking
+from dedup.evalsets import evalset_files
 from dedup.overlap import (
     EVALSETS,
     EvalNgrams,
@@ -79,5 +80,6 @@ DECONTAMINATE = Stage(
         Step("scan", scan_chunk, _scan_tasks, _scanned),
     ),
     non_null=("id", "text"),
+    reads=evalset_files,
     description="drop (or flag) documents sharing min_matches n-grams with an eval set",
 )

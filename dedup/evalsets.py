@@ -37,6 +37,11 @@ def split_location(entry: str) -> tuple[str, str | None]:
     return entry, None
 
 
+def evalset_files(config) -> list[str]:
+    """The files `config.evalsets` reads: what a decontaminate or overlap result depends on beside its inputs."""
+    return [split_location(entry)[0] for entry in config.evalsets]
+
+
 def name_of(entry: str) -> str:
     """`wikitext-2.test` for .../wikitext-2.test.tokens: the file name less its last suffix."""
     location, column = split_location(entry)

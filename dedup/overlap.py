@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from dedup import chunks as chunking
 from dedup.bloom import BloomFilter, ngram_hashes
 from dedup.chunks import Chunk
-from dedup.evalsets import name_of, read_evalset
+from dedup.evalsets import evalset_files, name_of, read_evalset
 from webtext.core import storage
 from webtext.core.config import DecontaminateConfig
 from webtext.core.failures import DropSink
@@ -232,5 +232,6 @@ OVERLAP = Stage(
     required={"text": pa.string()},
     output=pa.schema([]),
     steps=(EVALSETS, Step("scan", scan_chunk, _scan_tasks, _report)),
+    reads=evalset_files,
     description="share of each eval set's n-grams found in a corpus",
 )

@@ -157,6 +157,28 @@ def test_decontaminate_stage_drops_and_flags(tmp_path, local_ray):
     assert dict(zip(flagged.column("id").to_pylist(), flagged.column("eval_ngram_matches").to_pylist()))["2"] == 53
 
 
+def test_an_eval_set_edited_in_place_redoes_the_stage(tmp_path, local_ray):
+    """The result depends on the eval sets' contents: a rerun after one is edited in place is not
+    skipped, while a rerun with nothing changed is."""
+    rng = random.Random(7)
+    texts = [random_text(rng, 300) for _ in range(4)]
+    evalset = tmp_path / "set.jsonl"
+    evalset.write_text(json.dumps({"text": texts[1]}) + "\n")
+    (tmp_path / "docs").mkdir()
+    pq.write_table(pa.table({"id": [str(i) for i in range(4)], "text": texts}), tmp_path / "docs" / "p.parquet")
+    config = DecontaminateConfig(evalsets=[str(evalset)])
+    args = (DECONTAMINATE, [str(tmp_path / "docs")], str(tmp_path / "clean"), config)
+    assert dict(runner.run_stage(*args).dropped) == {"contaminated": 1}
+    part = next((tmp_path / "clean").glob("*.parquet"))
+    written = part.stat().st_mtime_ns
+    assert dict(runner.run_stage(*args).dropped) == {"contaminated": 1}
+    assert part.stat().st_mtime_ns == written  # skipped: same inputs, config, code and eval sets
+    with evalset.open("a") as out:
+        out.write(json.dumps({"text": texts[3]}) + "\n")
+    assert dict(runner.run_stage(*args).dropped) == {"contaminated": 2}
+    assert sorted(pq.read_table(tmp_path / "clean").column("id").to_pylist()) == ["0", "2"]
+
+
 def test_overlap_table_of_a_corpus(tmp_path, local_ray, monkeypatch, capsys):
     """`webtext overlap`: the share of each eval set's 8-grams found in the documents."""
     from dedup import chunks

@@ -665,8 +665,9 @@ def code_fingerprint(stage: Stage) -> str:
 
 
 def fingerprint(stage: Stage, inputs: list[str], config: Any) -> str:
+    reads = input_fingerprint(stage.reads(config)) if stage.reads else []
     payload = json.dumps(
-        [stage.name, config_fingerprint(config), code_fingerprint(stage), input_fingerprint(inputs)], default=str
+        [stage.name, config_fingerprint(config), code_fingerprint(stage), input_fingerprint(inputs), reads], default=str
     )
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -177,6 +177,9 @@ class Stage:
     # fetched is what the web served), so an upgraded webtext keeps a finished crawl and resumes an
     # unfinished one instead of fetching it again.
     depends_on_code: bool = True
+    # Files the config names that the result depends on (decontaminate's eval sets): config -> their
+    # locations, fingerprinted like inputs, so that an eval set edited in place redoes the stage.
+    reads: Callable[[Any], list[str]] | None = None
     # Required columns in which a null is bad input (one line naming file and column, exit 2),
     # checked from the Parquet footers' statistics before anything runs.
     non_null: tuple[str, ...] = ()
