@@ -17,6 +17,7 @@ from dedup.evalsets import detokenize_wikitext, name_of, read_evalset, split_loc
 from dedup.overlap import EvalNgrams
 from webtext.core import runner
 from webtext.core.config import DecontaminateConfig
+from webtext.core.failures import InputError
 from webtext.pipeline import OVERLAP_WORK
 
 VOCAB = [f"w{i}" for i in range(5000)]
@@ -177,6 +178,11 @@ def test_an_eval_set_edited_in_place_redoes_the_stage(tmp_path, local_ray):
         out.write(json.dumps({"text": texts[3]}) + "\n")
     assert dict(runner.run_stage(*args).dropped) == {"contaminated": 2}
     assert sorted(pq.read_table(tmp_path / "clean").column("id").to_pylist()) == ["0", "2"]
+    evalset.unlink()
+    with pytest.raises(InputError) as missing:  # one line naming the file, not the task's payload
+        runner.run_stage(*args)
+    assert str(missing.value).startswith(f"decontaminate: {evalset}: cannot read eval set")
+    assert "\n" not in str(missing.value) and "Task(" not in str(missing.value)
 
 
 def test_overlap_table_of_a_corpus(tmp_path, local_ray, monkeypatch, capsys):

@@ -385,7 +385,7 @@ def run_tasks(stage: Stage, fn: Callable, items: list, resources: Resources = ON
                 try:
                     results[i] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    raise stage_failure(stage, exc, _describe(items[i])) from None
+                    raise stage_failure(stage, exc, items[i]) from None
                 progress.advance(1)
             progress.maybe_print()
     finally:
@@ -459,17 +459,19 @@ def root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def stage_failure(stage: Stage, exc: BaseException, where: str = "") -> Exception:
-    """One line naming the stage (and the item or file) for an error raised inside Ray: bad input
-    becomes an InputError (exit 2), storage still failing after retries a StorageError, a stage that
-    reported its own failure a StageError, anything else a BugError carrying Ray's text of it (the
-    worker's traceback) for `_errors.log` (all three exit 1)."""
+def stage_failure(stage: Stage, exc: BaseException, where: Any = "") -> Exception:
+    """One line naming the stage (and the file, or the task's payload) for an error raised inside Ray:
+    bad input becomes an InputError (exit 2), storage still failing after retries a StorageError, a
+    stage that reported its own failure a StageError, anything else a BugError carrying Ray's text of it
+    (the worker's traceback) for `_errors.log` (all three exit 1)."""
     cause = root_cause(exc)
-    prefix = f"{stage.name}: {where + ': ' if where else ''}"
+    described = _describe(where) if where else ""
+    prefix = f"{stage.name}: {described + ': ' if described else ''}"
     match = _TAG.search(str(exc)) or _TAG.search(str(cause))
     kind, line = match.groups() if match else (kind_of(cause), _first_line(cause))
     if kind == "input":
-        return InputError(f"{prefix}{line}")
+        # Bad input names its own file, row or key; a task payload's repr would only bury that line.
+        return InputError(f"{stage.name}: {line}" if not isinstance(where, str) else f"{prefix}{line}")
     if kind == "storage":
         return storage.StorageError(f"{prefix}{line}")
     if isinstance(cause, StageError) and not match:
