@@ -72,7 +72,8 @@ def read_evalset(entry) -> list[str]:
             return [t for t in table.column(0).to_pylist() if isinstance(t, str) and t.strip()]
         text = storage.read_bytes(location).decode("utf-8")
     except (OSError, KeyError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
-        raise InputError(f"{location}: cannot read eval set: {exc}") from exc
+        detail = str(exc).removeprefix(f"{location}: ")  # the storage layer's message names the file too
+        raise InputError(f"{location}: cannot read eval set: {detail}") from exc
     if lower.endswith((".jsonl", ".json")):
         field = column or "text"
         texts = []
