@@ -48,7 +48,7 @@ def _init() -> None:
 
 
 def run_chunk(chunk: list[dict]) -> list[dict]:
-    """Every system's text (after the filters: "" when dropped) and `current`'s before them."""
+    """Every system's text after the filters ("" when dropped), and the page's structural type."""
     out = []
     for page in chunk:
         row = {"url": page["url"], "html": gzip.decompress(Path(page["html"]).read_bytes()), "status": "ok"}
@@ -70,7 +70,8 @@ def line_oracle(text: str, truth: str, tokenize, keep) -> str:
     truth_shingles = shingles(tokenize(truth))
     lines = []
     for line in text.split("\n"):
-        found = shingles(tokenize(line)) if tokenize(line) else set()
+        words = tokenize(line)
+        found = shingles(words) if words else set()
         if not found or len(found & truth_shingles) >= LINE_KEEP * len(found):
             lines.append(line)
     return keep("\n".join(lines).strip())
