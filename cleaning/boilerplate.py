@@ -1,11 +1,11 @@
 """Line-level boilerplate that survives extraction: share prompts, newsletter sign-ups, related-link
-lines, photo credits, bylines and date lines, and the trailing section (related stories, author box,
-comments) that follows an article.
+lines, photo credits, bylines, date lines and cookie-consent notices, and the trailing section
+(related stories, author box, comments) that follows an article.
 
-Each rule matches a whole short line, never part of a sentence, so article prose is not cut; the
-lines each rule removes are counted (the extract stage reports them, per rule, as outcomes). Rules
-were measured on WCXB dev (benchmarks/extraction_eval.py prints each rule's precision gain and
-recall loss); a line longer than `MAX_WORDS` words is prose and never matched.
+Each rule matches a whole line, never part of a sentence, so article prose is not cut; the lines each
+rule removes are counted (the extract stage reports them, per rule, as outcomes). Rules were measured
+on WCXB dev (benchmarks/extraction_eval.py prints each rule's precision gain and recall loss). A line
+longer than `MAX_WORDS` words is prose and never matched, except by the rules in `ANY_LENGTH`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,15 @@ RULES: dict[str, re.Pattern] = {
         rf"(?i)(?:(?:published|updated|posted|last updated|modified|date)(?: on)?:?\s*)?{_DATE}"
         r"(?:\s*[|•·-]\s*\d+\s+min(?:ute)?s? read)?|\d+\s+min(?:ute)?s? read"
     ),
+    # A site's notice about its own cookies: what it uses them for and what continuing to browse means.
+    "cookie": re.compile(
+        r"(?i).*(?:\b(?:we|this (?:web)?site|our (?:web)?site|site) uses? cookies\b"
+        r"|\bcookies?\b.{0,200}\b(?:consent|continu(?:e|ing) (?:to )?(?:use|brows)|you agree|accept(?: all)?"
+        r"|cookie (?:policy|settings|preferences|notice))|\b(?:accept|reject|manage) (?:all )?cookies\b).*"
+    ),
 }
+# A cookie-consent notice is one long sentence whose wording is no article's: matched at any length.
+ANY_LENGTH = {"cookie"}
 
 
 # A heading that opens what follows an article rather than the article: related or recommended
@@ -118,8 +126,11 @@ def remove_boilerplate_lines(
     lines = text.split("\n")
     matched: dict[int, str] = {}
     for i, line in enumerate(lines):
-        if line and line.count(" ") < MAX_WORDS and line not in code_lines:
-            rule = next((name for name, pattern in patterns if pattern.fullmatch(line)), None)
+        if line and line not in code_lines:
+            short = line.count(" ") < MAX_WORDS
+            rule = next(
+                (name for name, pattern in patterns if (short or name in ANY_LENGTH) and pattern.fullmatch(line)), None
+            )
             if rule is not None:
                 matched[i] = rule
     found = Counter(matched.values())

@@ -287,6 +287,11 @@ RULE_LINES = {
     "photo_credit": ["Photo: Jane Smith/Getty Images", "(AP Photo/Evan Vucci)", "Image credit: Shutterstock"],
     "byline": ["By Jane Doe", "By Jane Doe and John Smith, Dec 10, 2025", "Written by Ana de la Cruz"],
     "date": ["December 10, 2025", "Published: 10 Oct 2025 at 3:45 pm EST", "Updated 2025-10-01 | 5 min read"],
+    "cookie": [
+        "We use cookies to provide you with the best possible experience. By continuing to use this site, you agree"
+        " to our use of cookies. See Cookie Policy.",
+        "This website uses cookies so that we can provide you with the best user experience possible.",
+    ],
 }
 # Prose that starts like the boilerplate: a whole-line match is required, so these stay.
 PROSE = [
@@ -294,6 +299,8 @@ PROSE = [
     "By the end of the year the city will open the new bridge to traffic.",
     "Related work on the river banks will start in December 10 days after the vote.",
     "Photographers gathered outside the library before dawn to catch the first light.",
+    "The bakery sold four thousand cookies on the first morning, and the queue reached the bridge by noon.",
+    "Browsers keep cookies for months, the regulator said, and most readers never clear them.",
 ]
 
 

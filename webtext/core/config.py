@@ -287,13 +287,14 @@ class ExtractConfig(StageSection):
     max_boilerplate_phrases: int = Field(1, ge=0)
     # Whole short lines of boilerplate removed (cleaning/boilerplate.py), on the page types named in
     # `line_rules_for` (told from the page's markup: og:type, schema.org types, <article> count)
-    line_rules: list[Literal["share", "newsletter", "related", "photo_credit", "byline", "date"]] = [
+    line_rules: list[Literal["share", "newsletter", "related", "photo_credit", "byline", "date", "cookie"]] = [
         "share",
         "newsletter",
         "related",
         "photo_credit",
         "byline",
         "date",
+        "cookie",
     ]
     line_rules_for: list[Literal["article", "forum", "product", "listing", "other"]] = ["article"]
 
