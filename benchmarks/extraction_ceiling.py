@@ -115,7 +115,7 @@ def main() -> None:
             for r in rows
         }
 
-    print(f"WCXB dev: {len(rows)} pages; P/R/F1 (F1 change against current)\n")
+    print(f"WCXB ({args.data}): {len(rows)} pages; P/R/F1 (F1 change against current)\n")
     groups = {"overall": rows, **{t: [r for r in rows if r["type"] == t] for t in TYPES}}
     print(f"{'system':<28}" + "".join(f"{name:>26}" for name in groups if groups[name]))
     base = {}

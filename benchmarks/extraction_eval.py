@@ -200,7 +200,9 @@ def main() -> None:
     for row in rows:
         row["scores"] = {system: module.word_f1(row[system], row["truth"]) for system in SYSTEMS}
 
-    print(f"WCXB dev: {len(rows)} pages, {args.jobs} processes, {wall:.0f} s wall; overrides {overrides or 'none'}\n")
+    print(
+        f"WCXB ({args.data}): {len(rows)} pages, {args.jobs} processes, {wall:.0f} s wall; overrides {overrides or 'none'}\n"
+    )
     table(rows)
     # The corpus is English (`languages`): a page whose ground truth is in another language is rightly
     # dropped as wrong_language, yet scores 0 above. The same table without those pages:

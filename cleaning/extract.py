@@ -221,7 +221,7 @@ class Extractor:
             doc["drop_reason"] = "bad_encoding"
             return doc
         lang, score = self.filter.language(text)
-        doc.update(language=lang, language_score=score, drop_reason=self.filter.reason(text, lang, score))
+        doc.update(language=lang, language_score=score, drop_reason=self.filter.reason(text, lang, score, code))
         if doc["drop_reason"] is None:
             doc["n_tokens"] = len(self.encoding.encode_ordinary(text))
         return doc

@@ -111,8 +111,11 @@ class DocumentFilter:
         lang, score = self.identifier.classify(prose_sample(text, self.config.language_sample_chars))
         return lang, float(score)
 
-    def reason(self, text: str, lang: str, lang_score: float) -> str | None:
+    def reason(self, text: str, lang: str, lang_score: float, code_lines: frozenset[str] = frozenset()) -> str | None:
         """Why `text` should not be in the corpus, or None when it passes every rule.
+
+        The page's own `code_lines` (`<pre>`, `<code>`) do not count toward `symbol_ratio`: a `#` there
+        is a comment or a banner in a config sample, not a hashtag.
 
         `wrong_language` needs a confident identification of another language: on product grids,
         tables and menus the identifier's best guess is weak (often English at 0.1-0.5, or a random
@@ -128,7 +131,8 @@ class DocumentFilter:
         mean_length = sum(map(len, words)) / len(words)
         if not c.min_mean_word_length <= mean_length <= c.max_mean_word_length:
             return "mean_word_length"
-        if (text.count("#") + text.count("...") + text.count("…")) / len(words) > c.max_symbol_ratio:
+        prose = "\n".join(line for line in text.split("\n") if line not in code_lines) if code_lines else text
+        if (prose.count("#") + prose.count("...") + prose.count("…")) / len(words) > c.max_symbol_ratio:
             return "symbol_ratio"
         if sum(any(ch.isalpha() for ch in w) for w in words) / len(words) < c.min_alpha_word_ratio:
             return "alpha_ratio"

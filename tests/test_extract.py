@@ -237,6 +237,24 @@ def test_quality_rules():
     assert DocumentFilter(ExtractConfig(min_words=5, languages=[])).reason(good, "fr", 0.9) is None
 
 
+def test_code_comments_are_not_hashtags():
+    """A documentation page whose config sample is full of `#` banners and comments is kept: the page's
+    own code lines do not count toward `symbol_ratio`; the same lines as prose still do."""
+    banner = "#" * 60
+    sections = [
+        (f"# Section {i}: raise the limit for image thumbnails", f"$wgMaxShellMemory{i} = 512000;") for i in range(8)
+    ]
+    config = "\n".join(line for comment, setting in sections for line in (banner, comment, banner, setting))
+    prose = "".join(f"<p>{' '.join(SENTENCES[(i + j) % len(SENTENCES)] for j in range(3))}</p>" for i in range(6))
+    html = (
+        f"<html><body><article><h1>Configuring the wiki</h1>{prose}<pre>{config}</pre>{prose}</article></body></html>"
+    )
+    doc = Extractor(ExtractConfig()).extract(page("http://e.com/docs/settings", html.encode()))
+    assert doc["drop_reason"] is None and banner in doc["text"] and "$wgMaxShellMemory7" in doc["text"]
+    f = DocumentFilter(ExtractConfig())
+    assert f.reason(doc["text"], "en", 0.99) == "symbol_ratio"  # without the page's code lines: hashtags
+
+
 MODELS = [("HX-800", 1999), ("HX-560", 279), ("HX-600", 599), ("Studio 2", 149), ("Mono S", 89), ("Duo 7", 349)]
 GRID = "\n".join(
     f"Vendor: Arcadia Audio Model {model} Headphones Regular price ${price}.95 Sale price ${price}.95 Unit price per"
